@@ -1,0 +1,152 @@
+"""The ``vision-tasks`` command line: one entry point, one verb per job.
+
+Built-in verbs: ``data synth``, ``train``, ``val``, ``demo``. Packages add verbs
+through the ``vision_tasks.commands`` entry-point group (a function that receives
+the sub-parser collection), and model formats that ``val`` understands through
+``vision_tasks.evaluators`` (file suffix -> function), so the core never imports
+them by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from vision_tasks import __version__
+from vision_tasks.errors import VisionTasksError
+from vision_tasks.imaging import ImageError
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from vision_tasks.task_api import get_task
+
+    task = get_task(args.task)
+    summary = task.synthesize(Path(args.out), args.train, args.val, args.size, args.seed)
+    splits = ", ".join(f"{name} {info['images']}" for name, info in summary["splits"].items())
+    print(f"wrote synthetic {args.task} set ({summary['layout']}, {args.size} px, seed {args.seed}): "
+          f"{splits} images in {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vision_tasks.config import load_config
+    from vision_tasks.engine.trainer import Trainer
+
+    if args.resume and args.overrides:
+        raise VisionTasksError("--resume continues the run with its saved config; drop --set")
+    cfg = None if args.resume else load_config(_require_config(args), args.overrides)
+    trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished epochs are in {trainer.last_path}; continue with "
+              f"`vision-tasks train --out {args.out} --resume`", file=sys.stderr)
+        return 130
+    print(f"done in {result.seconds:.0f} s: best {get_primary(result)} {result.best_metric:.4f}; "
+          f"weights in {result.best.parent}, metrics in {result.run_dir / 'metrics.csv'}")
+    return 0
+
+
+def get_primary(result) -> str:
+    from vision_tasks.engine.checkpoint import load_checkpoint
+    from vision_tasks.task_api import get_task
+
+    return get_task(load_checkpoint(result.best)["task"]).primary_metric
+
+
+def _require_config(args: argparse.Namespace) -> str:
+    if args.config is None:
+        raise VisionTasksError("train: give a CONFIG file (see configs/), or --resume with --out RUN")
+    return args.config
+
+
+def cmd_val(args: argparse.Namespace) -> int:
+    from vision_tasks.engine.validate import validate_model
+
+    metrics, out = validate_model(args.model, args.overrides, out_dir=args.out,
+                                  batch_size=args.batch_size, device=args.device,
+                                  progress=not args.quiet, evaluators=_evaluators())
+    from vision_tasks.engine.evaluate import format_metrics
+
+    print(format_metrics(metrics))
+    print(f"metrics written to {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vision_tasks.demo import run_demo
+
+    return run_demo(args, run_verb=lambda argv: main(argv))
+
+
+def _evaluators() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group="vision_tasks.evaluators")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vision-tasks", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vision-tasks {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    data = verbs.add_parser("data", help="make or inspect data sets")
+    data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    synth = data_verbs.add_parser("synth", help="write a deterministic synthetic shapes set")
+    synth.add_argument("task", help="task whose layout to write (classify, ...)")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
+    synth.add_argument("--val", type=int, default=200, help="validation images (default 200)")
+    synth.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_data_synth)
+
+    train = verbs.add_parser("train", help="train a model from a config")
+    train.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
+    train.add_argument("--out", required=True, help="run folder (weights/, metrics.csv, ...)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_set(train)
+    train.set_defaults(func=cmd_train)
+
+    val = verbs.add_parser("val", help="evaluate a checkpoint (or exported model) on data.val")
+    val.add_argument("model", help="checkpoint .pt (or a model file of a registered format)")
+    val.add_argument("--out", help="folder for metrics.json and plots (default: beside the model)")
+    val.add_argument("--batch-size", type=int, default=None)
+    val.add_argument("--device", default=None, help="auto | cpu | cuda")
+    val.add_argument("--quiet", action="store_true")
+    _add_set(val)
+    val.set_defaults(func=cmd_val)
+
+    demo = verbs.add_parser("demo", help="synthesize data, train, evaluate and show the results")
+    demo.add_argument("--task", default="classify")
+    demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
+    demo.add_argument("--quiet", action="store_true")
+    _add_set(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    for ep in entry_points(group="vision_tasks.commands"):
+        ep.load()(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (VisionTasksError, ImageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Typed, validated configuration.
+
+A config is a YAML file validated into the dataclasses below. Every problem is
+reported on one line that names the file, the dotted key and what is expected::
+
+    configs/classify.yaml: train.lrr: unknown key (did you mean 'lr'?)
+
+``--set a.b=value`` overrides any key; values are parsed as YAML (``0.1`` is a
+float, ``[1, 2]`` a list, ``null`` is None). Task-specific sections
+(``model.head`` and ``loss``) are validated against the dataclasses the task
+plug-in declares, so the core never needs to know a task by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vision_tasks.errors import ConfigError
+
+
+@dataclass
+class BackboneConfig:
+    """Which feature extractor, its starting weights and what stays frozen."""
+
+    name: str = "simple_cnn"
+    # A local weights file (a torchvision state dict or any checkpoint of this
+    # product, of any task) or "torchvision:DEFAULT" / a torchvision weights name.
+    pretrained: str | None = None
+    # "none", "all", or the number of leading stages to freeze.
+    freeze: str | int = "none"
+    # simple_cnn / lenet5 only:
+    width: int = 16
+    depths: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 2])
+    activation: str = "relu"
+    pool: Literal["max", "avg"] = "max"
+    batch_norm: bool | None = None  # None: the backbone's own default
+    # simple_cnn only: explicit stages, each a list of layer dicts; overrides width/depths.
+    stages: list[list[dict[str, Any]]] | None = None
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # Validated against the task's HeadConfig dataclass.
+    head: Any = field(default_factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation; geometric ops keep boxes and masks consistent."""
+
+    enabled: bool = True
+    hflip: float = 0.5
+    vflip: float = 0.0
+    scale: list[float] = field(default_factory=lambda: [0.75, 1.25])
+    translate: float = 0.1
+    rotate: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives. A split is an ImageFolder directory (classify) or
+    ``{images: DIR, annotations: FILE}`` (COCO json tasks). Relative paths are
+    taken from the current directory."""
+
+    train: str | dict[str, str] | None = None
+    val: str | dict[str, str] | None = None
+    image_size: int = 64
+    workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: Literal["sgd", "momentum", "adagrad", "adam", "adamw"] = "adamw"
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    warmup_epochs: float = 1.0
+    lr_final: float = 0.05  # final learning rate as a fraction of lr (cosine schedule)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
+    ema: bool = True
+    ema_decay: float = 0.999
+    grad_clip: float = 10.0  # max gradient norm; 0 turns clipping off
+
+
+@dataclass
+class Config:
+    task: str = "classify"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Validated against the task's LossConfig dataclass.
+    loss: Any = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of plain values (YAML/JSON friendly)."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the type ``tp``; returns the (possibly converted) value."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            _fail(source, key, f"expected a mapping, got {value!r}")
+        return _from_dict(tp, value, key, source)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            _fail(source, key, f"expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError as err:
+                errors.append(err)
+        _fail(source, key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            _fail(source, key, f"expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(source, key, f"expected a mapping, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _coerce(v, val_tp, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is type(None):
+        if value is not None:
+            _fail(source, key, f"expected null, got {value!r}")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(source, key, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(source, key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(source, key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(source, key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} is not supported")  # a bug in a dataclass, not user input
+
+
+def _fail(source: str, key: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: {key}: {message}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            where = f"{prefix}.{key}" if prefix else str(key)
+            _fail(source, where, f"unknown key{hint}; valid keys here: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            where = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _coerce(data[name], hints[name], where, source)
+    return cls(**kwargs)
+
+
+def validate_section(cls: type, data: Any, key: str, source: str) -> Any:
+    """Validate a task-owned section (``model.head``, ``loss``) into ``cls``."""
+    if dataclasses.is_dataclass(data):
+        data = dataclasses.asdict(data)
+    return _coerce(data if data is not None else {}, cls, key, source)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.01"`` -> (["train", "lr"], 0.01)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.lr=0.01")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text}: the key '{key}' is not a dotted name like train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config mapping (in place; also returned)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {text}: '{where}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; check the path (ready configs are in configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{line}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a raw mapping into a :class:`Config`, including task-owned sections."""
+    cfg = _from_dict(Config, raw, "", source)
+    from vision_tasks.task_api import get_task  # local: the task registry imports torch
+
+    try:
+        task = get_task(cfg.task)
+    except KeyError as err:
+        raise ConfigError(f"{source}: task: {err.args[0]}") from None
+    cfg.model.head = validate_section(task.HeadConfig, cfg.model.head, "model.head", source)
+    cfg.loss = validate_section(task.LossConfig, cfg.loss, "loss", source)
+    _check_values(cfg, source)
+    return cfg
+
+
+def _check_values(cfg: Config, source: str) -> None:
+    if cfg.data.image_size < 8:
+        _fail(source, "data.image_size", f"must be at least 8 pixels, got {cfg.data.image_size}")
+    if cfg.train.epochs < 1:
+        _fail(source, "train.epochs", f"must be at least 1, got {cfg.train.epochs}")
+    if cfg.train.batch_size < 1:
+        _fail(source, "train.batch_size", f"must be at least 1, got {cfg.train.batch_size}")
+    if cfg.train.lr <= 0:
+        _fail(source, "train.lr", f"must be positive, got {cfg.train.lr}")
+    if cfg.data.workers < 0:
+        _fail(source, "data.workers", f"must be 0 or more, got {cfg.data.workers}")
+    if len(cfg.data.augment.scale) != 2 or not 0 < cfg.data.augment.scale[0] <= cfg.data.augment.scale[1]:
+        _fail(source, "data.augment.scale", f"expected [min, max] with 0 < min <= max, got {cfg.data.augment.scale}")
+    from vision_tasks.models.backbones import BACKBONES  # local: imports torch
+
+    if cfg.model.backbone.name not in BACKBONES:
+        from vision_tasks.registry import unknown_name_message
+
+        _fail(source, "model.backbone.name",
+              unknown_name_message("backbone", cfg.model.backbone.name, BACKBONES.names()))
+    freeze = cfg.model.backbone.freeze
+    if isinstance(freeze, str) and freeze not in ("all", "none"):
+        _fail(source, "model.backbone.freeze", f"expected 'all', 'none' or a number of stages, got {freeze!r}")
+    if isinstance(freeze, int) and freeze < 0:
+        _fail(source, "model.backbone.freeze", f"must be 0 or more stages, got {freeze}")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (or start from ``base``), apply ``--set`` overrides, validate."""
+    raw: dict[str, Any] = dict(base or {})
+    source = "<config>"
+    if path is not None:
+        raw = read_yaml(path)
+        source = str(path)
+    if overrides:
+        apply_overrides(raw, overrides)
+        source = f"{source} (with --set)"
+    return config_from_dict(raw, source)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from vision_tasks.fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,67 @@
+"""Checkpoints: one self-describing file per model, written atomically.
+
+Contents (all plain tensors, numbers, strings, lists and dicts, so that
+``torch.load(weights_only=True)`` reads them)::
+
+    format, version, package_version, task, class_names, config (resolved, as a dict),
+    model (state dict), ema (state dict or None), optimizer, scheduler, epoch
+    (last finished, 1-based), history (list of per-epoch metric rows), best_metric,
+    rng (torch CPU/CUDA generator states), ema_updates
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vision_tasks import __version__
+from vision_tasks.config import Config, config_from_dict
+from vision_tasks.errors import CheckpointError
+from vision_tasks.fileio import atomic_path
+from vision_tasks.models.model import TaskModel, build_model
+from vision_tasks.models.weights import CHECKPOINT_FORMAT, read_weights_file
+from vision_tasks.task_api import Task, get_task
+
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` plus the format header to ``path`` atomically."""
+    data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "package_version": __version__, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint of this product, with one-line errors for anything else."""
+    data = read_weights_file(path)
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a vision-tasks checkpoint (no '{CHECKPOINT_FORMAT}' "
+                              "header); pass RUN/weights/best.pt or last.pt from vision-tasks train")
+    if data.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data['version']} is newer than this "
+                              f"package understands ({CHECKPOINT_VERSION}); upgrade vision-tasks")
+    return data
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: list[str] | None = None) -> Config:
+    from vision_tasks.config import apply_overrides
+
+    raw = apply_overrides(dict(ckpt["config"]), overrides or [])
+    return config_from_dict(raw, f"{path} (config inside the checkpoint)")
+
+
+def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None,
+                          use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
+    """Rebuild the model of a checkpoint (EMA weights when present), in eval mode."""
+    ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, path, overrides)
+    task = get_task(cfg.task)
+    names = list(ckpt["class_names"])
+    model = build_model(cfg, task, len(names), load_pretrained=False)
+    weights = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(weights)
+    return model.eval(), cfg, task, names

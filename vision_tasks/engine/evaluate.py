@@ -1,0 +1,50 @@
+"""Evaluation: run a model over a data set and let the task's evaluator score it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vision_tasks.fileio import atomic_write_text
+from vision_tasks.task_api import Task
+
+
+def make_loader(task: Task, dataset: Dataset, batch_size: int, workers: int, sampler=None,
+                seed: int = 0) -> DataLoader:
+    """A loader whose worker seeds come from its own generator, not the global RNG."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=task.collate, persistent_workers=workers > 0,
+                      pin_memory=torch.cuda.is_available(),
+                      generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: Task, loader: DataLoader, class_names: list[str],
+             device: torch.device, progress: bool = True, desc: str = "val") -> tuple[dict[str, Any], Any]:
+    """Metrics of ``model`` on ``loader``; returns (metrics, evaluator) so plots can be drawn."""
+    model.eval()
+    evaluator = task.make_evaluator(class_names)
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        outputs = model(images.to(device, non_blocking=True).float())
+        predictions = task.postprocess(outputs)
+        evaluator.update({k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                          for k, v in predictions.items()}, targets)
+    return evaluator.compute(), evaluator
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The float metrics (counts, tables and matrices are left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+
+def write_metrics_json(metrics: dict[str, Any], path: Path) -> None:
+    atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items())

@@ -1,0 +1,48 @@
+"""``vision-tasks val``: a model's metrics on ``data.val``, written to metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vision_tasks.engine.checkpoint import model_from_checkpoint
+from vision_tasks.engine.evaluate import evaluate, make_loader, write_metrics_json
+from vision_tasks.engine.trainer import select_device
+from vision_tasks.errors import VisionTasksError
+
+
+def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | Path | None = None,
+                   batch_size: int | None = None, device: str | None = None, progress: bool = True,
+                   evaluators: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a checkpoint (or, through ``evaluators``, another model format).
+
+    ``evaluators`` maps a file suffix (e.g. ``.onnx``) to an entry point whose loaded
+    function takes ``(path, overrides, batch_size, device, progress)`` and returns
+    ``(metrics, evaluator)``. Results go to ``out_dir`` (default: ``RUN/val`` for
+    ``RUN/weights/x.pt``, else the model's folder).
+    """
+    path = Path(model_path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise VisionTasksError(f"{path}: model file not found; pass RUN/weights/best.pt or an exported model")
+    if suffix in (evaluators or {}):
+        metrics, evaluator = evaluators[suffix].load()(path, overrides, batch_size, device, progress)
+    elif suffix in (".pt", ".pth"):
+        model, cfg, task, names = model_from_checkpoint(path, overrides)
+        dev = select_device(device or cfg.train.device)
+        dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
+        loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
+        metrics, evaluator = evaluate(model.to(dev), task, loader, names, dev, progress)
+    else:
+        known = ", ".join([".pt", *(evaluators or {})])
+        raise VisionTasksError(f"{path}: unknown model format '{suffix}'; expected one of {known}")
+    if out_dir is None:
+        out_dir = path.parent.parent / "val" if path.parent.name == "weights" else path.parent / "val"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics_json({"model": str(path), **metrics}, out / "metrics.json")
+    evaluator.save_plots(out)
+    return metrics, out
+
+
+__all__ = ["validate_model"]

@@ -1,0 +1,261 @@
+"""Image decoding and letterboxing, shared by the data pipeline, export and the ONNX runtime.
+
+Imports only numpy, Pillow, OpenCV and the standard library (never torch, never other
+``vision_tasks`` modules), so the torch-free runtime can embed it. Conventions:
+- an image is a ``uint8`` array of shape ``[H, W, 3]``, RGB order, C-contiguous;
+- a box is ``(x1, y1, x2, y2)`` in continuous pixel coordinates: pixel column ``c`` covers
+  ``[c, c + 1)``, so the box of a whole ``W x H`` image is ``(0, 0, W, H)``;
+- a model input size is ``(height, width)``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["PAD_VALUE", "ImageError", "ImageSource", "Letterbox", "letterbox", "load_image"]
+
+PAD_VALUE = 114
+"""Grey level of the letterbox border (the ONNX contract's pad value)."""
+
+# What load_image accepts: a path, encoded bytes, a PIL image or a pixel array.
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+# What Pillow and its plugins raise on corrupt or unsupported data while opening or decoding.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error,
+                  Image.DecompressionBombError)
+# Modes whose alpha (or palette transparency) is dropped by going through RGBA.
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA", "P")
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or decoded.
+
+    The message is one line: the file (or ``<bytes>``, ``<array>``, ``<PIL image>``), the cause
+    and the fix, e.g. ``data/x.jpg: empty file (0 bytes); re-export the file or remove it``.
+    """
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _decode_error(name: str, exc: BaseException) -> ImageError:
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError(f"{name}: image too large ({_one_line(exc)}); downscale the file "
+                          "or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it")
+    return ImageError(f"{name}: cannot decode image ({_one_line(exc)}); "
+                      "re-export the file or remove it")
+
+
+def load_image(source: ImageSource) -> np.ndarray:
+    """Decode ``source`` into a ``uint8`` ``[H, W, 3]`` RGB, C-contiguous array (never a view).
+
+    ``source`` may be a path (``str`` / ``os.PathLike``), encoded bytes (``bytes``,
+    ``bytearray``, ``memoryview``), a ``PIL.Image.Image`` or a numpy array.
+
+    Files, bytes and PIL images are fully decoded (truncated files fail here, not later) and
+    turned upright by their EXIF orientation. Colour handling:
+    - grayscale, palette, CMYK, YCbCr, ... are converted to RGB;
+    - alpha is dropped, not composited: RGBA keeps its RGB values, LA its gray, a palette
+      image with transparency its palette colours (what a model sees is the stored colour);
+    - 16-bit images (modes ``I;16*`` and ``I``, clipped to 0..65535) become 8-bit by
+      ``round(value / 257)``; mode ``F`` follows Pillow (values are 0..255 levels, clipped).
+
+    Arrays may be ``[H, W]`` (gray), ``[H, W, 1]``, ``[H, W, 3]`` (taken as RGB) or
+    ``[H, W, 4]`` (RGBA, alpha dropped), with dtype ``uint8``, ``uint16`` (``/ 257``, rounded),
+    ``bool`` (``* 255``), float in ``[0, 1]`` (``* 255``, rounded, clipped; NaN becomes 0) or
+    any other integer type (clipped to 0..255).
+
+    Raises:
+        ImageError: the source is missing, empty, not an image, corrupt, too large, or an
+            array of unsupported shape or dtype.
+        TypeError: ``source`` is none of the accepted types.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source, "<array>")
+    if isinstance(source, Image.Image):
+        return _from_pil(source, getattr(source, "filename", "") or "<PIL image>")
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _decode(bytes(source), "<bytes>")
+    if isinstance(source, str | os.PathLike):
+        name = os.fsdecode(source)
+        return _decode(_read_file(name), name)
+    raise TypeError(f"load_image expects a path, bytes, a PIL image or a numpy array, "
+                    f"got {type(source).__name__}")
+
+
+def _read_file(name: str) -> bytes:
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as exc:
+        raise ImageError(f"{name}: file not found; check the path") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{name}: is a directory, not an image file; pass a file path") from exc
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({exc.strerror or _one_line(exc)}); "
+                         "check that it exists and is readable") from exc
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes); re-export the file or remove it")
+    return data
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    if not data:
+        raise ImageError(f"{name}: empty data (0 bytes); pass the bytes of an encoded image")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not a recognised image (Pillow cannot identify the format); "
+                         "check that it is an image file, or remove it") from exc
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(name, exc) from exc
+    with img:
+        return _from_pil(img, name)
+
+
+def _from_pil(img: Image.Image, name: str) -> np.ndarray:
+    try:
+        img.load()  # force the full decode so that truncated data fails here
+        img = ImageOps.exif_transpose(img)  # a transposed copy; the caller's image is untouched
+        if img.mode.startswith("I"):  # 16-bit gray: keep full depth, scaled in _to_uint8
+            arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+        elif img.mode == "RGB":
+            arr = np.asarray(img)
+        elif img.mode in _ALPHA_MODES:
+            arr = np.asarray(img.convert("RGBA"))[:, :, :3]
+        else:
+            arr = np.asarray(img.convert("RGB"))
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(name, exc) from exc
+    return _from_array(arr, name)
+
+
+def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.size == 0 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"{name}: unsupported array shape {arr.shape}; pass a non-empty "
+                         "[H, W], [H, W, 1], [H, W, 3] (RGB) or [H, W, 4] (RGBA) array")
+    out = _to_uint8(arr, name)
+    if out.ndim == 2:
+        out = out[:, :, None]
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    return np.array(out[:, :, :3], dtype=np.uint8, order="C")  # always a fresh, writable copy
+
+
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    kind, itemsize = arr.dtype.kind, arr.dtype.itemsize
+    if kind == "u" and itemsize == 1:
+        return arr
+    if kind == "b":
+        return arr.astype(np.uint8) * np.uint8(255)
+    if kind == "u" and itemsize == 2:  # round(v / 257) in exact integer arithmetic
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if kind == "f":
+        x = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if kind in "iu":
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; pass uint8, uint16, bool, "
+                     "integers in 0..255 or floats in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How :func:`letterbox` mapped an original image into the model input.
+
+    ``x_input = x_original * scale + pad_x`` and ``y_input = y_original * scale + pad_y``.
+    """
+
+    scale: float  # resize factor, original -> input pixels (same for x and y)
+    pad_x: int  # left padding, input pixels
+    pad_y: int  # top padding, input pixels
+    width: int  # original image width, pixels
+    height: int  # original image height, pixels
+    size: tuple[int, int]  # model input (height, width)
+
+    def _offset(self) -> np.ndarray:
+        return np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float64)
+
+    def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """Map float ``[K, 4]`` xyxy boxes from input pixels to original-image pixels.
+
+        Boxes are clipped to the image (``[0, width]`` for x, ``[0, height]`` for y).
+        Any leading shape ``[..., 4]`` works, ``K = 0`` included. Returns float32.
+        """
+        b = _as_boxes(boxes)
+        out = (b - self._offset()) / self.scale
+        upper = np.array([self.width, self.height, self.width, self.height], dtype=np.float64)
+        return np.clip(out, 0.0, upper).astype(np.float32)
+
+    def boxes_to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Map float ``[K, 4]`` xyxy boxes from original pixels to input pixels (no clipping).
+
+        The inverse of :meth:`boxes_to_original` for boxes inside the image. Returns float32.
+        """
+        return (_as_boxes(boxes) * self.scale + self._offset()).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the fields (``size`` as a ``[height, width]`` list)."""
+        return {**asdict(self), "size": list(self.size)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Letterbox:
+        """Rebuild a :class:`Letterbox` from :meth:`to_dict` output."""
+        return cls(**{**data, "size": tuple(data["size"])})
+
+
+def _as_boxes(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0 and b.shape[-1:] != (4,):
+        b = b.reshape(0, 4)  # e.g. an empty list
+    if b.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape [K, 4] (x1, y1, x2, y2), got {b.shape}")
+    return b
+
+
+def letterbox(image: np.ndarray, size: int | tuple[int, int],
+              pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` to fit ``size`` keeping its aspect ratio, centred on a padded canvas.
+
+    Args:
+        image: ``uint8`` ``[H, W, 3]`` array (as from :func:`load_image`).
+        size: model input size, ``(height, width)``, or one int for a square.
+        pad_value: gray level, 0..255, of the border.
+
+    Returns:
+        The ``uint8`` ``[height, width, 3]`` input (a new array) and the :class:`Letterbox`
+        that maps boxes between it and ``image``. ``scale = min(height / H, width / W)``; the
+        resize is bilinear (``cv2.INTER_LINEAR``) to ``(round(W * scale), round(H * scale))``;
+        the padding is split evenly, the odd pixel going right / bottom.
+    """
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.size > 0):
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image)
+        raise ValueError(f"letterbox expects a non-empty uint8 [H, W, 3] image, got {got}; "
+                         "decode it with load_image first")
+    in_h, in_w = (int(size), int(size)) if isinstance(size, int | np.integer) else map(int, size)
+    if in_h < 1 or in_w < 1:
+        raise ValueError(f"letterbox size must be positive, got {size}")
+    if not 0 <= pad_value <= 255:
+        raise ValueError(f"pad_value must be in 0..255, got {pad_value}")
+    h, w = image.shape[:2]
+    scale = min(in_h / h, in_w / w)
+    new_w = min(in_w, max(1, round(w * scale)))
+    new_h = min(in_h, max(1, round(h * scale)))
+    resized = image if (new_w, new_h) == (w, h) else cv2.resize(
+        np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
+    out = np.full((in_h, in_w, 3), pad_value, dtype=np.uint8)
+    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
+    return out, Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, width=w, height=h,
+                          size=(in_h, in_w))

@@ -1,0 +1,1 @@
+"""Backbones, shared layers and the backbone + head model."""
