@@ -49,16 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished epochs are in {trainer.last_path}; continue with "
               f"`vision-tasks train --out {args.out} --resume`", file=sys.stderr)
         return 130
-    print(f"done in {result.seconds:.0f} s: best {get_primary(result)} {result.best_metric:.4f}; "
+    print(f"done in {result.seconds:.0f} s: best {result.primary_metric} {result.best_metric:.4f}; "
           f"weights in {result.best.parent}, metrics in {result.run_dir / 'metrics.csv'}")
     return 0
-
-
-def get_primary(result) -> str:
-    from vision_tasks.engine.checkpoint import load_checkpoint
-    from vision_tasks.task_api import get_task
-
-    return get_task(load_checkpoint(result.best)["task"]).primary_metric
 
 
 def _require_config(args: argparse.Namespace) -> str:
@@ -84,6 +77,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vision_tasks.demo import run_demo
 
     return run_demo(args, run_verb=lambda argv: main(argv))
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from vision_tasks.inspect.summary import format_summary, summarize_source
+
+    size = tuple(args.input_size) if args.input_size else None
+    print(format_summary(summarize_source(args.model, args.overrides, args.classes, size, args.depth)))
+    return 0
+
+
+def cmd_filters(args: argparse.Namespace) -> int:
+    from vision_tasks.inspect.filters import draw_first_layer
+
+    print("\n".join(draw_first_layer(args.checkpoint, args.image, args.out).lines))
+    return 0
+
+
+def _depth_arg(text: str) -> int | str:
+    if text in ("auto", "all") or (text.isdigit() and int(text) >= 0):
+        return text if not text.isdigit() else int(text)
+    raise argparse.ArgumentTypeError(f"expected auto, all or a number >= 0, got {text!r}")
 
 
 def _evaluators() -> dict[str, object]:
@@ -129,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
     _add_set(demo)
     demo.set_defaults(func=cmd_demo)
+
+    summary = verbs.add_parser("summary", help="the course's parameter table of a model, layer by layer")
+    summary.add_argument("model", metavar="CONFIG|CHECKPOINT", help="a YAML config or a checkpoint .pt")
+    summary.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+                         help="input height and width (default: data.image_size)")
+    summary.add_argument("--classes", type=int, default=None,
+                         help="output classes for a CONFIG (default 10); a checkpoint has its own")
+    summary.add_argument("--depth", type=_depth_arg, default="auto",
+                         help="rows: auto (default), all (every layer), or N (one row per "
+                              "backbone block, opened N levels deep)")
+    _add_set(summary)
+    summary.set_defaults(func=cmd_summary)
+
+    filters = verbs.add_parser("filters", help="draw the first conv layer's filters and its maps on an image")
+    filters.add_argument("checkpoint", help="checkpoint .pt from vision-tasks train")
+    filters.add_argument("image", help="image file; letterboxed to the model's input as in training")
+    filters.add_argument("--out", required=True, help="folder for filters.png, activations.png, input.png")
+    filters.set_defaults(func=cmd_filters)
 
     for ep in entry_points(group="vision_tasks.commands"):
         ep.load()(verbs)

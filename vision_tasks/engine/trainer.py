@@ -38,6 +38,7 @@ class TrainResult:
     run_dir: Path
     best: Path
     last: Path
+    primary_metric: str
     best_metric: float
     metrics: dict[str, Any]
     epochs: int
@@ -146,8 +147,8 @@ class Trainer:
                     callback(self, epoch, row)
         finally:
             board.close()
-        return TrainResult(self.run_dir, self.best_path, self.last_path, best, metrics,
-                           tcfg.epochs, time.time() - t0)
+        return TrainResult(self.run_dir, self.best_path, self.last_path, task.primary_metric, best,
+                           metrics, tcfg.epochs, time.time() - t0)
 
     def _train_epoch(self, model, loader, criterion, optimizer, scheduler, ema, scaler, dtype,
                      device, epoch) -> dict[str, float]:
