@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from vision_tasks.data.imagefolder import build_imagefolder
 from vision_tasks.data.synth import write_imagefolder
+from vision_tasks.errors import ConfigError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.layers import ACTIVATIONS, activation_width, make_activation
 from vision_tasks.task_api import Evaluator, Task
@@ -45,7 +46,7 @@ class ClassifyHead(nn.Module):
                  cfg: ClassifyHeadConfig) -> None:
         super().__init__()
         if cfg.activation not in ACTIVATIONS:
-            raise ValueError(f"model.head.activation: unknown activation '{cfg.activation}'; "
+            raise ConfigError(f"model.head.activation: unknown activation '{cfg.activation}'; "
                              f"choose one of {', '.join(ACTIVATIONS)}")
         if cfg.pool == "flatten":
             self.pool: nn.Module = nn.Flatten()

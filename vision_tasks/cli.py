@@ -28,9 +28,10 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from vision_tasks.task_api import get_task
 
     task = get_task(args.task)
-    summary = task.synthesize(Path(args.out), args.train, args.val, args.size, args.seed)
+    size = args.size if args.size is not None else task.synth_size
+    summary = task.synthesize(Path(args.out), args.train, args.val, size, args.seed)
     splits = ", ".join(f"{name} {info['images']}" for name, info in summary["splits"].items())
-    print(f"wrote synthetic {args.task} set ({summary['layout']}, {args.size} px, seed {args.seed}): "
+    print(f"wrote synthetic {args.task} set ({summary['layout']}, {size} px, seed {args.seed}): "
           f"{splits} images in {args.out}")
     return 0
 
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", help="output folder")
     synth.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
     synth.add_argument("--val", type=int, default=200, help="validation images (default 200)")
-    synth.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    synth.add_argument("--size", type=int, default=None,
+                       help="image side in pixels (default: the task's, 64; detect 128)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_data_synth)
 

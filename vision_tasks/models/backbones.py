@@ -137,7 +137,8 @@ def parse_layer(raw: dict[str, Any], where: str, cfg: BackboneConfig) -> LayerSp
             raise ConfigError(f"{where}.filters: a conv layer needs its number of filters")
         act = raw.get("act", cfg.activation)
         if act not in ACTIVATIONS:
-            raise ConfigError(f"{where}.act: unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+            key = f"{where}.act" if "act" in raw else "model.backbone.activation"
+            raise ConfigError(f"{key}: unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
         bn = raw.get("batch_norm", cfg.batch_norm)
         return LayerSpec("conv", raw["filters"], raw.get("f", 3), raw.get("s", 1),
                          raw.get("p", "same"), act, batch_norm=bool(bn))
