@@ -1,0 +1,223 @@
+"""``vision-tasks benchmark``: throughput ratios taken in one run, on one machine.
+
+Three measurements, same batch size and thread count, each after a warm-up, as the median
+images/s of several repeats; the repeats are interleaved (a round times each once), so on
+a shared machine a change of load hits all three alike:
+
+- ``onnxruntime``: model only (letterboxed uint8 batch in memory -> outputs);
+- ``pytorch``: the same graph in PyTorch eager (``ExportWrapper`` on the checkpoint),
+  when a checkpoint is given;
+- ``pipeline``: files -> decode + letterbox (worker threads) -> onnxruntime -> results
+  (:func:`export.runtime.pipeline.predict_stream`, what ``vision-tasks predict`` runs,
+  minus the disk writes of its JSONL lines).
+
+Goals (the issue's): onnxruntime >= 1.3x PyTorch eager on CPU; pipeline >= 85 % of
+model-only throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.runtime import Predictor
+from export.runtime.pipeline import default_workers, predict_stream
+from export.runtime.sources import SourceError, resolve_sources
+
+ONNX_VS_TORCH_GOAL = 1.3
+PIPELINE_GOAL = 0.85
+
+
+@dataclass
+class Measurement:
+    name: str
+    images_per_s: float
+    ms_per_batch: float
+    repeats: list[float] = field(default_factory=list)  # images/s of each repeat
+
+
+@dataclass
+class BenchmarkReport:
+    model: str
+    task: str
+    input_size: tuple[int, int]
+    batch_size: int
+    threads: int
+    workers: int
+    provider: str
+    pipeline_images: str
+    measurements: dict[str, Measurement]
+
+    def ratio(self, a: str, b: str) -> float | None:
+        if a in self.measurements and b in self.measurements:
+            return self.measurements[a].images_per_s / self.measurements[b].images_per_s
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratios": {
+            "onnxruntime_over_pytorch": self.ratio("onnxruntime", "pytorch"),
+            "pipeline_over_model_only": self.ratio("pipeline", "onnxruntime")},
+            "goals": {"onnxruntime_over_pytorch": ONNX_VS_TORCH_GOAL,
+                      "pipeline_over_model_only": PIPELINE_GOAL}}
+
+    def table(self) -> str:
+        h, w = self.input_size
+        lines = [f"benchmark {self.model}: {self.task}, input {h}x{w}, batch {self.batch_size}, "
+                 f"{self.threads} threads, {self.workers} decode workers, {self.provider}",
+                 f"  {'':34s}{'images/s':>10s}{'ms/batch':>10s}"]
+        labels = {"onnxruntime": "onnxruntime (model only)", "pytorch": "pytorch eager (model only)",
+                  "pipeline": "predict pipeline (files)"}
+        for key, label in labels.items():
+            if key in self.measurements:
+                m = self.measurements[key]
+                lines.append(f"  {label:34s}{m.images_per_s:10.1f}{m.ms_per_batch:10.2f}")
+        onnx_torch = self.ratio("onnxruntime", "pytorch")
+        if onnx_torch is not None:
+            lines.append(f"  {'onnxruntime / pytorch':34s}{onnx_torch:9.2f}x  "
+                         f"(goal >= {ONNX_VS_TORCH_GOAL}x: {'met' if onnx_torch >= ONNX_VS_TORCH_GOAL else 'MISSED'})")
+        pipe = self.ratio("pipeline", "onnxruntime")
+        if pipe is not None:
+            lines.append(f"  {'pipeline / model only':34s}{100 * pipe:9.1f} %  "
+                         f"(goal >= {100 * PIPELINE_GOAL:.0f} %: {'met' if pipe >= PIPELINE_GOAL else 'MISSED'})")
+        lines.append(f"  pipeline images: {self.pipeline_images}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Case:
+    """One thing to time: ``run()`` handles ``images_per_call`` images."""
+
+    name: str
+    run: Callable[[], Any]
+    images_per_call: int
+    warmup: int
+    min_seconds: float  # a timed repeat lasts at least this long
+    calls: int = 1  # calls per timed repeat, set by calibrate()
+    rates: list[float] = field(default_factory=list)
+
+    def calibrate(self) -> None:
+        """Warm up, then choose how many calls make a repeat last ``min_seconds``."""
+        for _ in range(max(1, self.warmup)):
+            self.run()
+        t0 = time.perf_counter()
+        self.run()
+        once = max(time.perf_counter() - t0, 1e-6)
+        self.calls = max(1, int(np.ceil(self.min_seconds / once)))
+
+    def time_once(self) -> None:
+        t0 = time.perf_counter()
+        for _ in range(self.calls):
+            self.run()
+        self.rates.append(self.calls * self.images_per_call / (time.perf_counter() - t0))
+
+    def result(self, batch_size: int) -> Measurement:
+        rate = statistics.median(self.rates)
+        return Measurement(self.name, rate, 1000 * batch_size / rate, self.rates)
+
+
+def measure_interleaved(cases: list[_Case], batch_size: int, repeats: int) -> dict[str, Measurement]:
+    """Median images/s of each case over ``repeats`` rounds; a round times every case once,
+    so a ratio compares figures taken seconds apart (fair on a shared, busy machine)."""
+    for case in cases:
+        case.calibrate()
+    for _ in range(repeats):
+        for case in cases:
+            case.time_once()
+    return {case.name: case.result(batch_size) for case in cases}
+
+
+def _pipeline_files(predictor: Predictor, images: str | None, count: int,
+                    scratch: Path) -> tuple[list[str], str]:
+    """Files for the pipeline measurement: ``images``, else ``data.val`` of the model's
+    config, else ``count`` synthetic JPEGs; repeated to ``count`` files."""
+    source = images or (predictor.metadata.config.get("data", {}) or {}).get("val")
+    files: list[str] = []
+    if isinstance(source, str):
+        try:
+            files = resolve_sources(source)
+            what = source
+        except SourceError:
+            if images:
+                raise
+    if not files:
+        import cv2
+
+        rng = np.random.default_rng(0)
+        h, w = predictor.input_size
+        for i in range(count):
+            pixels = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+            path = scratch / f"{i:05d}.jpg"
+            cv2.imwrite(str(path), pixels)
+            files.append(str(path))
+        what = f"{count} synthetic {h}x{w} JPEGs"
+    repeated = (files * (-(-count // len(files))))[:count]
+    return repeated, f"{what} ({len(set(repeated))} distinct files, {len(repeated)} per pass)"
+
+
+def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch_size: int = 32,
+                  device: str = "cpu", threads: int | None = None, workers: int | None = None,
+                  images: str | None = None, pipeline_count: int = 512, warmup: int = 3,
+                  repeats: int = 5, min_seconds: float = 1.0) -> BenchmarkReport:
+    """Measure and return the three throughputs (see the module docstring). Model-only
+    repeats last at least ``min_seconds``; a pipeline repeat is one pass over the files."""
+    predictor = Predictor(model, device=device, threads=threads, batch_size=batch_size)
+    workers = workers or default_workers()
+    h, w = predictor.input_size
+    batch = np.random.default_rng(0).integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8)
+    cases = [_Case("onnxruntime", lambda: predictor.run(batch), batch_size, warmup, min_seconds)]
+    with tempfile.TemporaryDirectory(prefix="vision-tasks-bench-") as scratch, \
+            contextlib.ExitStack() as stack:
+        if checkpoint is not None:
+            run_torch = stack.enter_context(
+                _torch_runner(checkpoint, batch, predictor.threads, predictor.provider))
+            cases.append(_Case("pytorch", run_torch, batch_size, warmup, min_seconds))
+        files, what = _pipeline_files(predictor, images, pipeline_count, Path(scratch))
+
+        def run_pipeline() -> None:
+            for outcome in predict_stream(predictor, files, batch_size, workers):
+                if outcome.prediction is not None:
+                    json.dumps(outcome.prediction.to_dict())
+
+        cases.append(_Case("pipeline", run_pipeline, len(files), warmup=1, min_seconds=0.0))
+        results = measure_interleaved(cases, batch_size, repeats)
+    return BenchmarkReport(str(model), predictor.task, predictor.input_size, batch_size,
+                           predictor.threads, workers, predictor.provider, what, results)
+
+
+@contextlib.contextmanager
+def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
+                  provider: str) -> Iterator[Callable[[], Any]]:
+    """PyTorch eager on the same uint8 batch, through the same wrapper as the export, with
+    ``threads`` threads; host memory in and out like onnxruntime's ``run`` (on the GPU when
+    onnxruntime used one). Yields the function to time."""
+    import torch
+
+    from export.onnx_export import ExportWrapper, output_names
+    from export.runtime.providers import CPU
+    from vision_tasks.engine.checkpoint import model_from_checkpoint
+
+    model, cfg, task, _ = model_from_checkpoint(checkpoint)
+    wrapper = ExportWrapper(model, task, output_names(model, task, cfg.data.image_size)).eval()
+    device = torch.device("cpu" if provider == CPU or not torch.cuda.is_available() else "cuda")
+    wrapper.to(device)
+    tensor = torch.from_numpy(batch)
+
+    def run_batch() -> list[np.ndarray]:
+        with torch.inference_mode():  # .cpu() waits for the GPU
+            return [v.cpu().numpy() for v in wrapper(tensor.to(device))]
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield run_batch
+    finally:
+        torch.set_num_threads(previous)

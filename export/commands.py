@@ -1,0 +1,137 @@
+"""The ``export``, ``predict`` and ``benchmark`` verbs, added to ``vision-tasks`` through the
+``vision_tasks.commands`` entry-point group (see pyproject.toml).
+
+Registering a verb imports nothing heavy; each handler imports what it needs, so
+``vision-tasks predict`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from vision_tasks.errors import VisionTasksError
+
+EXAMPLES_SHOWN = 3
+
+
+def _device(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--device", default=default,
+                        help=f"auto (TensorRT > CUDA > CPU) | cpu | cuda (default {default})")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_export(verbs: Any) -> None:
+    p = verbs.add_parser("export", help="export a checkpoint to a self-describing ONNX file")
+    p.add_argument("checkpoint", help="RUN/weights/best.pt")
+    p.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 weights and compute; input stays uint8, outputs float32")
+    p.add_argument("--check", action="store_true",
+                   help="compare PyTorch and onnxruntime on data.val images; fail beyond tolerance")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import DEFAULT_OPSET, export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.out, opset=args.opset or DEFAULT_OPSET,
+                               fp16=args.fp16, check=args.check)
+    print(result.summary())
+    return 0
+
+
+def add_predict(verbs: Any) -> None:
+    p = verbs.add_parser("predict", help="run an exported model on images (no torch needed)")
+    p.add_argument("model", help="model.onnx from `vision-tasks export`")
+    p.add_argument("source", help="an image, a folder (recursive), a quoted glob, or a .txt list")
+    p.add_argument("--out", required=True, help="folder for predictions.jsonl, errors.jsonl, images/")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    _device(p, "auto")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="decoding threads (default: cores, 2..8)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="onnxruntime CPU threads (default: the usable cores)")
+    p.add_argument("--save-images", action="store_true", help="draw the results into OUT/images/")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="skip images already done in OUT")
+    group.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from export.runtime import Predictor
+    from export.runtime.batch import run_predict
+    from export.runtime.sources import resolve_sources
+
+    sources = resolve_sources(args.source)
+    predictor = Predictor(args.model, device=args.device, threads=args.threads,
+                          batch_size=args.batch_size)
+    note = f" ({predictor.provider_note})" if predictor.provider_note else ""
+    print(f"predict: {len(sources)} images with {predictor.path.name} ({predictor.task}) "
+          f"on {predictor.provider}{note}", file=sys.stderr)
+    try:
+        summary = run_predict(predictor, sources, args.out, workers=args.workers,
+                              save_images=args.save_images, resume=args.resume,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished images are in {args.out}; continue with the same "
+              "command plus --resume", file=sys.stderr)
+        return 130
+    skipped = f", {summary.skipped} skipped (done before)" if summary.skipped else ""
+    print(f"predicted {_count(summary.predicted, 'image')}, {_count(summary.errors, 'error')}{skipped} in "
+          f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} images/s)")
+    print(f"  predictions: {summary.predictions_path}")
+    if summary.errors:
+        print(f"  errors:      {summary.errors_path}")
+    if summary.coco_results is not None:
+        print(f"  coco:        {summary.coco_results}")
+    if args.save_images:
+        print(f"  drawings:    {summary.out / 'images'}")
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def add_benchmark(verbs: Any) -> None:
+    p = verbs.add_parser("benchmark", help="images/s: onnxruntime vs PyTorch, pipeline vs model")
+    p.add_argument("model", help="model.onnx")
+    p.add_argument("--checkpoint", help="the checkpoint it came from, to measure PyTorch eager too")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    _device(p, "cpu")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="CPU threads for both runtimes (default: the usable cores)")
+    p.add_argument("--workers", type=_positive, default=None, help="decoding threads of the pipeline")
+    p.add_argument("--images", help="image folder / glob / list for the pipeline "
+                                    "(default: data.val of the model, else synthetic JPEGs)")
+    p.add_argument("--pipeline-images", type=_positive, default=512,
+                   help="images per pipeline pass (files repeat if fewer; default 512)")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed repeats (median; default 5)")
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per model repeat")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from export.benchmark import run_benchmark
+
+    if args.seconds < 0:
+        raise VisionTasksError(f"--seconds must be 0 or more, got {args.seconds}")
+    report = run_benchmark(args.model, args.checkpoint, batch_size=args.batch_size,
+                           device=args.device, threads=args.threads, workers=args.workers,
+                           images=args.images, pipeline_count=args.pipeline_images,
+                           repeats=args.repeats, min_seconds=args.seconds)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0

@@ -1,0 +1,46 @@
+"""``vision-tasks val model.onnx``: the task's metric computed from the ONNX file itself.
+
+Registered as the ``.onnx`` entry of the ``vision_tasks.evaluators`` group. The data and
+the metric are the training side's (the same ``data.val`` loader and the task's
+:class:`~vision_tasks.task_api.Evaluator` as ``val best.pt``); only the model is the ONNX
+graph, run by onnxruntime through :class:`export.runtime.Predictor`. The training config
+comes from the model's metadata, so ``--set data.val=DIR`` points it at other data.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from export.runtime import Predictor
+from vision_tasks.config import apply_overrides, config_from_dict
+from vision_tasks.engine.evaluate import make_loader
+from vision_tasks.errors import ConfigError
+from vision_tasks.task_api import Evaluator, get_task
+
+
+def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None,
+                  device: str | None, progress: bool) -> tuple[dict[str, Any], Evaluator]:
+    """Metrics of the ONNX model at ``path`` on ``data.val`` (see the module docstring)."""
+    predictor = Predictor(path, device=device or "auto")
+    meta = predictor.metadata
+    raw = apply_overrides(copy.deepcopy(meta.config), overrides)
+    cfg = config_from_dict(raw, f"{path} (config in the ONNX metadata)")
+    if (cfg.data.image_size, cfg.data.image_size) != meta.input_size:
+        raise ConfigError(f"{path}: data.image_size={cfg.data.image_size} but the graph's input is "
+                          f"{meta.input_size[0]}x{meta.input_size[1]}; drop that --set")
+    task = get_task(meta.task)
+    names = list(meta.class_names)
+    dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
+    loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
+    evaluator = task.make_evaluator(names)
+    desc = f"val onnx ({predictor.provider.removesuffix('ExecutionProvider')})"
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()  # uint8 [N, 3, S, S] -> [N, S, S, 3]
+        outputs = predictor.run(nhwc)
+        evaluator.update({k: torch.from_numpy(v) for k, v in outputs.items()}, targets)
+    return evaluator.compute(), evaluator

@@ -1,0 +1,218 @@
+"""``vision-tasks export``: a checkpoint -> one self-describing ONNX file (the contract in
+:mod:`export.runtime.contract`).
+
+The graph is an :class:`ExportWrapper`: uint8 ``[N, H, W, 3]`` RGB -> float ``[N, 3, H, W]``
+-> the model (normalisation is its first layer) -> the task's traceable post-processing ->
+the contract's named outputs. Exporter choices:
+
+- ``torch.onnx.export(dynamo=True)`` (torch.export based; the maintained exporter, and the
+  default since PyTorch 2.9). Dynamic batch via ``Dim("batch")`` and the uint8 input export
+  cleanly; the TorchScript exporter is deprecated. The dynamo exporter only emits opset
+  >= 18 and its down-conversion fails on our graphs (ReduceMean axes), so ``--opset`` below
+  18 (for old runtimes) goes through the legacy TorchScript exporter instead.
+- Default opset 18: the lowest the dynamo exporter writes natively; onnxruntime >= 1.14,
+  TensorRT >= 8.6 and OpenVINO read it.
+- The NHWC -> NCHW transpose is made contiguous: otherwise torch.export records a
+  channels-last memory layout and the flatten before the classifier becomes an
+  ``as_strided`` Gather chain instead of one Reshape.
+- ``--fp16``: weights and compute in float16; the I/O contract is unchanged (uint8 in,
+  float32 out), the casts are inside the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from export.parity import ParityReport, check_images, check_parity
+from export.runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
+from vision_tasks import __version__
+from vision_tasks.config import Config
+from vision_tasks.engine.checkpoint import model_from_checkpoint
+from vision_tasks.errors import VisionTasksError
+from vision_tasks.fileio import atomic_path
+from vision_tasks.task_api import Task
+
+DEFAULT_OPSET = 18
+DYNAMO_MIN_OPSET = 18
+
+
+class ExportError(VisionTasksError):
+    """The model cannot be exported as asked."""
+
+
+class ExportWrapper(nn.Module):
+    """``forward(images: uint8 [N, H, W, 3] RGB) -> tuple of the contract's outputs``.
+
+    Float outputs are float32 whatever ``dtype`` the model computes in; integer outputs
+    (labels, counts) are int64.
+    """
+
+    def __init__(self, model: nn.Module, task: Task, output_names: tuple[str, ...],
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.model, self.task, self.dtype = model, task, dtype
+        self.output_names = output_names
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        x = images.permute(0, 3, 1, 2).contiguous().to(self.dtype)
+        outputs = self.task.postprocess(self.model(x))
+        return tuple(outputs[name].float() if outputs[name].is_floating_point()
+                     else outputs[name].long() for name in self.output_names)
+
+
+def output_names(model: nn.Module, task: Task, size: int) -> tuple[str, ...]:
+    """The names ``task.postprocess`` returns, in contract order (checked against it)."""
+    with torch.no_grad():
+        produced = task.postprocess(model(torch.zeros(2, 3, size, size)))
+    expected = TASK_OUTPUTS.get(task.name)
+    if expected is None:
+        raise ExportError(f"task '{task.name}' has no entry in the ONNX contract "
+                          "(export/runtime/contract.py TASK_OUTPUTS); add its outputs there")
+    if set(produced) != set(expected):
+        raise ExportError(f"task '{task.name}' post-processing returns {sorted(produced)}, "
+                          f"but the ONNX contract expects {list(expected)}")
+    return expected
+
+
+def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple[str, ...],
+                   sample_outputs: tuple[Tensor, ...]) -> ModelMetadata:
+    """The contract's metadata. ``max_detections`` is read off the ``boxes`` output
+    (``[N, K, 4]``). A task may add to it with an optional hook
+    ``export_metadata(cfg) -> dict``: ``thresholds`` and ``category_ids`` (COCO ids of the
+    classes) fill those fields, ``max_detections`` must agree with the graph, and any other
+    key is stored as one more JSON metadata entry (e.g. ``pre_nms_topk``)."""
+    hook = getattr(task, "export_metadata", None)
+    extra: dict[str, Any] = dict(hook(cfg) or {}) if callable(hook) else {}
+    shapes = {name: tuple(v.shape) for name, v in zip(names, sample_outputs, strict=True)}
+    boxes = shapes.get("boxes", ())
+    max_detections = int(boxes[1]) if len(boxes) == 3 else None
+    declared = extra.pop("max_detections", max_detections)
+    if declared != max_detections:
+        raise ExportError(f"task '{task.name}' declares max_detections={declared}, but its "
+                          f"graph returns {max_detections} rows per image")
+    ids = extra.pop("category_ids", None)
+    return ModelMetadata(
+        task=task.name, class_names=tuple(class_names),
+        input_size=(cfg.data.image_size, cfg.data.image_size), outputs=names,
+        thresholds=dict(extra.pop("thresholds", {})), max_detections=max_detections,
+        package_version=__version__, config=cfg.to_dict(),
+        category_ids=tuple(int(i) for i in ids) if ids is not None else None, extra=extra)
+
+
+def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelProto:
+    names = list(wrapper.output_names)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # exporter chatter; real problems raise
+        if opset >= DYNAMO_MIN_OPSET:
+            program = torch.onnx.export(
+                wrapper, (sample,), dynamo=True, verbose=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=names,
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}})
+            return program.model_proto
+        buffer = io.BytesIO()
+        torch.onnx.export(wrapper, (sample,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *names]})
+        return onnx.load_from_string(buffer.getvalue())
+
+
+def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[str], *,
+                 opset: int = DEFAULT_OPSET, fp16: bool = False) -> onnx.ModelProto:
+    """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included,
+    checked by ``onnx.checker``."""
+    model = model.eval().cpu().float()
+    size = cfg.data.image_size
+    names = output_names(model, task, size)
+    dtype = torch.float16 if fp16 else torch.float32
+    graph_model = copy.deepcopy(model).to(dtype) if fp16 else model
+    wrapper = ExportWrapper(graph_model, task, names, dtype).eval()
+    sample = torch.zeros(2, size, size, 3, dtype=torch.uint8)  # batch 2: 1 would specialise
+    with torch.no_grad():
+        sample_outputs = ExportWrapper(model, task, names)(sample)
+    try:
+        proto = _to_onnx(wrapper, sample, opset)
+    except Exception as err:
+        first = " ".join(str(err).split())[:300]
+        raise ExportError(f"torch.onnx.export failed for this {task.name} model at opset "
+                          f"{opset} ({type(err).__name__}: {first})") from err
+    got = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise ExportError(f"asked for opset {opset}, the exporter wrote {got}; "
+                          f"use --opset {DEFAULT_OPSET}")
+    for node in proto.graph.node:  # the exporter's per-node stack traces and source paths:
+        del node.metadata_props[:]  # not part of the contract, and they make files differ
+    meta = build_metadata(task, cfg, class_names, names, sample_outputs)
+    onnx.helper.set_model_props(proto, meta.to_props())
+    proto.doc_string = f"vision-tasks {task.name} model, ONNX contract v{meta.contract_version}"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"onnx.checker rejects the exported graph: {str(err).splitlines()[0]}") from err
+    return proto
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata: ModelMetadata
+    opset: int
+    precision: str  # "fp32" | "fp16"
+    size_bytes: int
+    seconds: float
+    parity: ParityReport | None
+
+    def summary(self) -> str:
+        h, w = self.metadata.input_size
+        text = (f"exported {self.path} ({self.metadata.task}, {self.metadata.num_classes} classes, "
+                f"input uint8 [N, {h}, {w}, 3], opset {self.opset}, {self.precision}, "
+                f"{self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s)")
+        if self.parity is not None:
+            text += f"\ncheck passed: {self.parity.summary()}"
+        return text
+
+
+def default_output(checkpoint: Path, fp16: bool = False) -> Path:
+    """``RUN/weights/best.pt`` -> ``RUN/weights/best.onnx`` (``best.fp16.onnx`` for fp16)."""
+    return checkpoint.with_suffix(".fp16.onnx" if fp16 else ".onnx")
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
+                      opset: int = DEFAULT_OPSET, fp16: bool = False,
+                      check: bool = False) -> ExportResult:
+    """Export ``checkpoint`` (EMA weights when present) to ``out``, atomically.
+
+    With ``check``, the graph is first run by onnxruntime on real ``data.val`` images (or
+    synthetic ones) against the fp32 PyTorch model (tolerances: :mod:`export.parity`); on
+    failure :class:`~export.parity.ExportCheckError` is raised and nothing is written.
+    """
+    t0 = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    if opset < 7:
+        raise ExportError(f"--opset {opset} is too old; use {DEFAULT_OPSET} (the default)")
+    model, cfg, task, names = model_from_checkpoint(checkpoint)
+    out = Path(out) if out is not None else default_output(checkpoint, fp16)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"{out}: the output file must end in .onnx")
+    proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16)
+    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(out))
+    data = proto.SerializeToString()
+    precision = "fp16" if fp16 else "fp32"
+    report = None
+    if check:
+        images, source = check_images(cfg, task, names)
+        reference = ExportWrapper(model, task, meta.outputs).eval()
+        report = check_parity(data, reference, images, source, precision)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return ExportResult(out, meta, opset, precision, len(data), time.perf_counter() - t0, report)

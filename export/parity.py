@@ -1,0 +1,154 @@
+"""``vision-tasks export --check``: the same images through PyTorch and onnxruntime.
+
+The reference is always the fp32 PyTorch model (for an ``--fp16`` export too, so the check
+measures what fp16 costs against the trained model). Stated tolerances (max abs difference
+over all images and elements):
+
+==================================  ===============  ==================
+output                              fp32             fp16
+==================================  ===============  ==================
+probabilities (scores, masks)       1e-4             1e-2
+boxes, in input pixels              1e-4 x side      5e-3 x side
+integers (labels, num_detections)   exact            reported only
+==================================  ===============  ==================
+
+``side`` is the larger input side (64 px: 0.0064 px fp32, 0.32 px fp16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vision_tasks.config import Config
+from vision_tasks.errors import VisionTasksError
+from vision_tasks.imaging import letterbox
+from vision_tasks.task_api import Task
+
+PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}
+BOX_TOL_PER_PIXEL = {"fp32": 1e-4, "fp16": 5e-3}
+CHECK_IMAGES = 16
+
+
+class ExportCheckError(VisionTasksError):
+    """The exported graph does not reproduce the PyTorch model within tolerance."""
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs_diff: float
+    tolerance: float | None  # None: reported only
+
+    @property
+    def ok(self) -> bool:
+        return self.tolerance is None or self.max_abs_diff <= self.tolerance
+
+
+@dataclass
+class ParityReport:
+    """Max abs differences per output on ``images`` images of kind ``source``."""
+
+    images: int
+    source: str  # e.g. "16 images of data.val" or "16 synthetic letterboxed arrays"
+    precision: str  # "fp32" | "fp16"
+    provider: str
+    diffs: list[OutputDiff] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.diffs)
+
+    def summary(self) -> str:
+        def verdict(d: OutputDiff) -> str:
+            if d.tolerance is None:
+                return "(reported only)"
+            return f"{'<=' if d.ok else '>'} {d.tolerance:.0e}"
+
+        parts = ", ".join(f"{d.name} {d.max_abs_diff:.2e} {verdict(d)}" for d in self.diffs)
+        return (f"max |PyTorch fp32 - onnxruntime {self.precision}|: {parts} "
+                f"on {self.source} ({self.provider})")
+
+
+def check_images(cfg: Config, task: Task, class_names: list[str],
+                 n: int = CHECK_IMAGES) -> tuple[np.ndarray, str]:
+    """Up to ``n`` letterboxed images of ``data.val`` as uint8 ``[n, S, S, 3]``, or, when the
+    set cannot be read here, ``n`` synthetic ones (noise of varied aspect ratios, letterboxed
+    so that the padding is exercised too). Returns the images and a description."""
+    try:
+        dataset = task.build_dataset(cfg, "val", train=False, class_names=class_names)
+        count = min(n, len(dataset))
+        indices = np.linspace(0, len(dataset) - 1, count).round().astype(int)
+        images = np.stack([dataset[int(i)][0].permute(1, 2, 0).numpy() for i in indices])
+        where = cfg.data.val["images"] if isinstance(cfg.data.val, dict) else cfg.data.val
+        return np.ascontiguousarray(images), f"{count} images of data.val ({where})"
+    except (VisionTasksError, OSError, ValueError, KeyError):
+        pass  # the data set is not on this machine: synthetic inputs still test the graph
+    rng = np.random.default_rng(0)
+    size = cfg.data.image_size
+    images = []
+    for _ in range(n):
+        h, w = (int(v) for v in rng.integers(size // 2, 2 * size, 2))
+        noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        images.append(letterbox(noise, size)[0])
+    return np.stack(images), f"{n} synthetic letterboxed arrays (data.val not readable here)"
+
+
+@torch.no_grad()
+def torch_outputs(wrapper: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The export wrapper's named outputs for uint8 ``[N, H, W, 3]`` images, as numpy."""
+    values = wrapper(torch.from_numpy(images))
+    return {name: v.cpu().numpy() for name, v in zip(wrapper.output_names, values, strict=True)}
+
+
+def _tolerance(name: str, value: np.ndarray, precision: str, side: int) -> float | None:
+    if not np.issubdtype(value.dtype, np.floating):
+        return 0.0 if precision == "fp32" else None
+    if name == "boxes":
+        return BOX_TOL_PER_PIXEL[precision] * side
+    return PROBABILITY_TOL[precision]
+
+
+def compare(reference: dict[str, np.ndarray], actual: dict[str, np.ndarray], precision: str,
+            side: int) -> list[OutputDiff]:
+    """Per-output max abs difference and its tolerance (see the module docstring)."""
+    diffs = []
+    for name, ref in reference.items():
+        got = actual[name]
+        if got.shape != ref.shape:
+            raise ExportCheckError(f"export check: output '{name}' has shape {got.shape} in "
+                                   f"onnxruntime but {ref.shape} in PyTorch")
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)), initial=0.0))
+        diffs.append(OutputDiff(name, diff, _tolerance(name, ref, precision, side)))
+    return diffs
+
+
+def check_parity(model_bytes: bytes, reference: torch.nn.Module, images: np.ndarray, source: str,
+                 precision: str) -> ParityReport:
+    """Run ``images`` through the serialized ONNX model (onnxruntime, CPU) and the fp32
+    ``reference`` wrapper; raise :class:`ExportCheckError` naming the worst output when a
+    tolerance is exceeded."""
+    from export.runtime.providers import create_session
+
+    session, info = create_session(model_bytes, "cpu")
+    names = [o.name for o in session.get_outputs()]
+    # Batch 1 and the whole set: both ends of the dynamic batch dimension.
+    actual_rows = [session.run(names, {"images": images[i:i + 1]}) for i in range(min(2, len(images)))]
+    actual = dict(zip(names, session.run(names, {"images": images}), strict=True))
+    expected = torch_outputs(reference, images)
+    diffs = compare(expected, actual, precision, max(images.shape[1:3]))
+    for i, row in enumerate(actual_rows):  # batch-1 runs must agree with the batched run
+        row_diffs = compare({k: v[i:i + 1] for k, v in expected.items()},
+                            dict(zip(names, row, strict=True)), precision, max(images.shape[1:3]))
+        diffs = [d if d.max_abs_diff >= r.max_abs_diff else r
+                 for d, r in zip(diffs, row_diffs, strict=True)]
+    report = ParityReport(len(images), source, precision, info.provider, diffs)
+    if not report.ok:
+        worst = next(d for d in report.diffs if not d.ok)
+        raise ExportCheckError(f"export check failed: output '{worst.name}' differs by up to "
+                               f"{worst.max_abs_diff:.3e} (tolerance {worst.tolerance:.0e}) "
+                               f"between PyTorch and onnxruntime on {source}; the file was not "
+                               "written. " + report.summary())
+    return report

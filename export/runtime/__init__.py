@@ -1,0 +1,28 @@
+"""The torch-free runtime of vision-tasks ONNX models: numpy + onnxruntime + an image decoder.
+
+Nothing here imports torch or the training code, so an application can embed it with only
+``numpy``, ``onnxruntime`` (or ``onnxruntime-gpu``), Pillow and OpenCV installed::
+
+    from export.runtime import Predictor
+
+    predictor = Predictor("model.onnx")           # device="auto": TensorRT > CUDA > CPU
+    prediction = predictor.predict_one("cat.jpg")
+    print(prediction.name, prediction.score, predictor.provider)
+
+- :class:`Predictor` reads and checks the model's metadata, letterboxes, batches and maps
+  results back to original-image coordinates.
+- :class:`Prediction` / :class:`Detection` are the typed results (``to_dict()`` for JSON).
+- :func:`export.runtime.batch.run_predict` is the ``vision-tasks predict`` batch job.
+"""
+
+from export.runtime.contract import (
+    CONTRACT_VERSION,
+    TASK_OUTPUTS,
+    ModelFileError,
+    ModelMetadata,
+)
+from export.runtime.predictor import Predictor
+from export.runtime.results import ClassScore, Detection, Prediction
+
+__all__ = ["CONTRACT_VERSION", "TASK_OUTPUTS", "ClassScore", "Detection", "ModelFileError",
+           "ModelMetadata", "Prediction", "Predictor"]

@@ -1,0 +1,54 @@
+"""``coco_results.json`` for box and mask tasks, built from ``predictions.jsonl``.
+
+Building it from the JSONL file (not from memory) makes it complete after ``--resume``.
+The COCO results format: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+"score"}`` (plus ``"segmentation"``: RLE for segment), in original-image pixels.
+
+- ``category_id``: the model's ``category_ids[label]`` when the exporter recorded the data
+  set's COCO ids in the metadata (kept on the way out), else the label index.
+- ``image_id``: the file name's stem when it is a number (COCO's ``000000000139.jpg``),
+  else the source path; map it through your annotation file before running COCOeval.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from export.runtime.contract import ModelMetadata
+from vision_tasks.fileio import atomic_write_text
+
+COCO_TASKS = frozenset({"detect", "segment"})
+"""Tasks whose predict run also writes ``coco_results.json``."""
+
+
+def image_id(source: str) -> int | str:
+    stem = Path(source).stem
+    return int(stem) if stem.isdigit() else source
+
+
+def coco_entries(line: dict[str, Any], meta: ModelMetadata) -> list[dict[str, Any]]:
+    """COCO result entries of one ``predictions.jsonl`` line."""
+    entries = []
+    for det in line.get("detections", []):
+        x1, y1, x2, y2 = det["box"]
+        label = det["label"]
+        entry = {"image_id": image_id(line["source"]),
+                 "category_id": meta.category_ids[label] if meta.category_ids else label,
+                 "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": det["score"]}
+        if "mask" in det:
+            entry["segmentation"] = det["mask"]
+        entries.append(entry)
+    return entries
+
+
+def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) -> int:
+    """Write ``out`` from every complete line of ``predictions_jsonl``; returns the entries."""
+    entries: list[dict[str, Any]] = []
+    with open(predictions_jsonl, encoding="utf-8") as f:
+        for text in f:
+            if text.endswith("\n"):
+                entries += coco_entries(json.loads(text), meta)
+    atomic_write_text(out, json.dumps(entries) + "\n")
+    return len(entries)

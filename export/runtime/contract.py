@@ -1,0 +1,213 @@
+"""The ONNX contract, in code: input, outputs per task, and the metadata every model carries.
+
+One ``model.onnx`` is self-describing. Its graph takes
+
+- ``images``: ``uint8 [N, H, W, 3]``, RGB, letterboxed to ``(H, W)`` (aspect kept, centred,
+  padded with ``letterbox.pad_value``); ``N`` is dynamic. Normalisation is inside the graph.
+
+and returns, all batched (``C`` classes, ``K = max_detections``, ``Hm = H / 4``):
+
+- classify: ``scores`` float32 ``[N, C]`` probabilities
+- localize: ``scores`` float32 ``[N, C]``, ``boxes`` float32 ``[N, 4]``
+- detect: ``boxes`` float32 ``[N, K, 4]``, ``scores`` float32 ``[N, K]``, ``labels`` int64
+  ``[N, K]``, ``num_detections`` int64 ``[N]``; rows past ``num_detections`` are zero
+- segment: as detect, plus ``masks`` float32 ``[N, K, Hm, Wm]`` probabilities in the input frame
+
+Boxes are ``(x1, y1, x2, y2)`` in input pixels (continuous coordinates: the input's full
+box is ``(0, 0, W, H)``). Every ``metadata_props`` value is JSON (see :data:`METADATA_KEYS`).
+
+This module is plain Python (no numpy, no onnxruntime, no torch): the exporter writes
+:meth:`ModelMetadata.to_props` and the runtime reads :meth:`ModelMetadata.from_props`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vision_tasks.errors import VisionTasksError
+
+CONTRACT_VERSION = 1
+"""Bumped whenever a consumer would have to change to read a newer file."""
+
+INPUT_NAME = "images"
+
+TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "classify": ("scores",),
+    "localize": ("scores", "boxes"),
+    "detect": ("boxes", "scores", "labels", "num_detections"),
+    "segment": ("boxes", "scores", "labels", "num_detections", "masks"),
+}
+"""Output names per task, in graph order. A new task adds its line here."""
+
+METADATA_KEYS: tuple[str, ...] = (
+    "task",  # "classify" | "localize" | "detect" | "segment"
+    "class_names",  # ["circle", ...]; label i is class_names[i]
+    "input_size",  # [H, W] of the input images
+    "layout",  # "NHWC"
+    "color",  # "RGB"
+    "dtype",  # "uint8"
+    "letterbox",  # {"pad_value": 114, "align": "center"}
+    "outputs",  # output names in graph order
+    "thresholds",  # task-specific, e.g. {"score": 0.25, "iou": 0.5, "mask": 0.5}; {} for classify
+    "max_detections",  # K for detect / segment; null otherwise
+    "contract_version",  # CONTRACT_VERSION of the writer
+    "package_version",  # vision-tasks version that exported the file
+    "config",  # the resolved training config (a mapping)
+)
+"""Required metadata keys, each value JSON. Optional: ``category_ids`` (COCO ids of
+``class_names``, for detect / segment results) and any task-specific key (JSON too)."""
+
+_EXPORT_HINT = "export a checkpoint with `vision-tasks export RUN/weights/best.pt --out model.onnx`"
+
+
+class ModelFileError(VisionTasksError):
+    """A model file that is missing, unreadable, not ours, or not what the caller asked for."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The parsed, validated ``metadata_props`` of a vision-tasks ONNX file."""
+
+    task: str
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]  # (height, width) of the graph input
+    outputs: tuple[str, ...]
+    pad_value: int = 114
+    thresholds: dict[str, float] = field(default_factory=dict)
+    max_detections: int | None = None
+    contract_version: int = CONTRACT_VERSION
+    package_version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    category_ids: tuple[int, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other JSON keys a task records
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_props(self) -> dict[str, str]:
+        """``metadata_props`` of the ONNX file: key -> JSON text."""
+        values: dict[str, Any] = {
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "input_size": list(self.input_size),
+            "layout": "NHWC",
+            "color": "RGB",
+            "dtype": "uint8",
+            "letterbox": {"pad_value": self.pad_value, "align": "center"},
+            "outputs": list(self.outputs),
+            "thresholds": dict(self.thresholds),
+            "max_detections": self.max_detections,
+            "contract_version": self.contract_version,
+            "package_version": self.package_version,
+            "config": self.config,
+        }
+        if self.category_ids is not None:
+            values["category_ids"] = list(self.category_ids)
+        values.update({k: v for k, v in self.extra.items() if k not in values})
+        return {key: json.dumps(value, sort_keys=False) for key, value in values.items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str) -> ModelMetadata:
+        """Parse and check ``metadata_props``; ``source`` (the file) names every error.
+
+        Raises:
+            ModelFileError: keys missing (not a vision-tasks model), a value that is not
+                JSON or not of the expected form, or a contract newer than this runtime.
+        """
+        if "task" not in props or "contract_version" not in props:
+            raise ModelFileError(f"{source}: not a vision-tasks model (its ONNX metadata has no "
+                                 f"'task' / 'contract_version'); {_EXPORT_HINT}")
+        values = {key: _parse(props, key, source) for key in METADATA_KEYS if key in props}
+        version = values["contract_version"]
+        if not isinstance(version, int) or version < 1:
+            _bad(source, "contract_version", "a positive integer", version)
+        if version > CONTRACT_VERSION:
+            raise ModelFileError(f"{source}: ONNX contract version {version} is newer than this "
+                                 f"runtime understands ({CONTRACT_VERSION}); upgrade vision-tasks")
+        missing = [key for key in METADATA_KEYS if key not in values]
+        if missing:
+            raise ModelFileError(f"{source}: incomplete vision-tasks metadata (missing "
+                                 f"{', '.join(missing)}); {_EXPORT_HINT}")
+        for key, expected in (("layout", "NHWC"), ("color", "RGB"), ("dtype", "uint8")):
+            if values[key] != expected:
+                _bad(source, key, repr(expected), values[key])
+        return cls(
+            task=_check(values["task"], str, source, "task", "a task name"),
+            class_names=tuple(_check_list(values["class_names"], str, source, "class_names")),
+            input_size=_input_size(values["input_size"], source),
+            outputs=tuple(_check_list(values["outputs"], str, source, "outputs")),
+            pad_value=_pad_value(values["letterbox"], source),
+            thresholds=_check(values["thresholds"], dict, source, "thresholds", "a mapping"),
+            max_detections=_max_detections(values["max_detections"], source),
+            contract_version=version,
+            package_version=str(values["package_version"]),
+            config=_check(values["config"], dict, source, "config", "a mapping"),
+            category_ids=_category_ids(props, source),
+            extra={key: _lenient(text) for key, text in props.items()
+                   if key not in METADATA_KEYS and key != "category_ids"},
+        )
+
+
+def _parse(props: Mapping[str, str], key: str, source: str) -> Any:
+    try:
+        return json.loads(props[key])
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{source}: metadata '{key}' is not valid JSON ({err}); "
+                             f"re-export the model ({_EXPORT_HINT})") from None
+
+
+def _lenient(text: str) -> Any:
+    """A key this runtime does not need: its JSON value, or the text when it is not JSON
+    (another tool may have added it)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _bad(source: str, key: str, expected: str, got: Any) -> None:
+    raise ModelFileError(f"{source}: metadata '{key}' should be {expected}, got {got!r}; "
+                         "this runtime reads only the vision-tasks ONNX contract")
+
+
+def _check(value: Any, kind: type, source: str, key: str, expected: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        _bad(source, key, expected, value)
+    return value
+
+
+def _check_list(value: Any, kind: type, source: str, key: str) -> list[Any]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) for v in value):
+        _bad(source, key, f"a non-empty list of {kind.__name__}", value)
+    return value
+
+
+def _input_size(value: Any, source: str) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        _bad(source, "input_size", "[height, width] in pixels", value)
+    return int(value[0]), int(value[1])
+
+
+def _pad_value(value: Any, source: str) -> int:
+    pad = value.get("pad_value") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or value.get("align", "center") != "center" or not (
+            isinstance(pad, int) and 0 <= pad <= 255):
+        _bad(source, "letterbox", '{"pad_value": 0..255, "align": "center"}', value)
+    return int(pad)
+
+
+def _max_detections(value: Any, source: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        _bad(source, "max_detections", "a positive integer or null", value)
+    return value
+
+
+def _category_ids(props: Mapping[str, str], source: str) -> tuple[int, ...] | None:
+    if "category_ids" not in props:
+        return None
+    return tuple(_check_list(_parse(props, "category_ids", source), int, source, "category_ids"))

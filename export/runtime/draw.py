@@ -1,0 +1,71 @@
+"""Draw a :class:`Prediction` onto its original image (OpenCV, no torch)."""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from export.runtime.results import Prediction
+from vision_tasks.fileio import atomic_write_bytes
+
+WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+MIN_SIDE = 256  # drawings of smaller images are enlarged to at least this many pixels
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A stable, distinct RGB colour per class index (golden-ratio hue steps)."""
+    r, g, b = colorsys.hsv_to_rgb((label * 0.618034) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int],
+           scale: float, thickness: int) -> None:
+    """Text on a filled background whose top-left corner is ``(x, y)`` (kept inside)."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    h, w = canvas.shape[:2]
+    x = int(min(max(x, 0), max(w - tw - 2, 0)))
+    y = int(min(max(y, 0), max(h - th - base - 2, 0)))
+    cv2.rectangle(canvas, (x, y), (x + tw + 2, y + th + base + 2), colour, cv2.FILLED)
+    text_colour = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
+    cv2.putText(canvas, text, (x + 1, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, text_colour,
+                thickness, cv2.LINE_AA)
+
+
+def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
+    """A copy of the uint8 RGB ``[H, W, 3]`` ``image`` with the prediction drawn on it:
+    the top class and score (classify), boxes with labels (localize, detect), mask overlays
+    (segment). Sizes of lines and text follow the image size; an image smaller than
+    :data:`MIN_SIDE` is enlarged by a whole factor first (nearest neighbour) so text fits."""
+    zoom = max(1, -(-MIN_SIDE // min(image.shape[:2])))
+    canvas = image.copy() if zoom == 1 else cv2.resize(
+        image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    h, w = canvas.shape[:2]
+    scale = max(0.3, min(h, w) / 500)
+    thickness = max(1, round(min(h, w) / 250))
+    for det in prediction.detections or []:
+        colour = class_colour(det.label)
+        if det.mask is not None:
+            region = np.kron(det.mask, np.ones((zoom, zoom), dtype=bool)) if zoom > 1 else det.mask
+            canvas[region] = (0.5 * canvas[region] + 0.5 * np.array(colour)).astype(np.uint8)
+        x1, y1, x2, y2 = (round(v * zoom) for v in det.box)
+        cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
+        _label(canvas, f"{det.name} {det.score:.2f}", x1, y1, colour, scale, 1)
+    if prediction.detections is None and prediction.scores is not None:
+        _label(canvas, f"{prediction.name} {prediction.score:.2f}", 0, 0,
+               class_colour(prediction.label or 0), scale, 1)
+    return canvas
+
+
+def save_drawing(image: np.ndarray, prediction: Prediction, path: Path) -> Path:
+    """Draw and write atomically to ``path``; a suffix OpenCV cannot write becomes ``.png``."""
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        path = path.with_name(path.name + ".png")
+    ok, encoded = cv2.imencode(path.suffix.lower(),
+                               cv2.cvtColor(draw_prediction(image, prediction), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: OpenCV cannot encode this image format")
+    atomic_write_bytes(path, encoded.tobytes())
+    return path

@@ -1,0 +1,143 @@
+"""Files -> predictions with decoding in worker threads, so the model never waits on disk.
+
+Pillow and OpenCV release the GIL while they decode and resize, so a few threads keep
+whole letterboxed batches ready ahead of the model, which runs in the caller's thread
+(onnxruntime releases the GIL too). Outcomes come back in input order; a file that cannot
+be read or decoded gives an error entry instead of stopping the stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from export.runtime.predictor import Predictor
+from export.runtime.results import Prediction
+from vision_tasks.imaging import ImageError, Letterbox, letterbox, load_image
+
+
+@dataclass
+class Prepared:
+    """One decoded file: the model input or the reason it failed.
+
+    Attributes:
+        source: the path as given.
+        image: uint8 ``[H, W, 3]`` letterboxed model input, None on error.
+        letterbox: the mapping back to the original image, None on error.
+        original: uint8 ``[h, w, 3]`` decoded image, kept only when asked (for drawing).
+        error: one-line reason when the file could not be used, else None.
+    """
+
+    source: str
+    image: np.ndarray | None = None
+    letterbox: Letterbox | None = None
+    original: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One input's result: a prediction, or the error that replaced it."""
+
+    source: str
+    prediction: Prediction | None = None
+    error: str | None = None
+    original: np.ndarray | None = None
+
+
+def default_workers() -> int:
+    """Decoding threads: enough to keep one model busy without starving it of cores."""
+    from export.runtime.providers import cpu_threads
+
+    return max(2, min(8, cpu_threads()))
+
+
+def make_preparer(predictor: Predictor, keep_original: bool = False) -> Callable[[str], Prepared]:
+    """The per-file job run in worker threads: read, decode, letterbox."""
+    size, pad = predictor.input_size, predictor.metadata.pad_value
+
+    def prepare(source: str) -> Prepared:
+        try:
+            original = load_image(source)
+            image, lb = letterbox(original, size, pad)
+        except ImageError as err:
+            return Prepared(source, error=str(err))
+        except Exception as err:  # never let one odd file stop a long run
+            return Prepared(source, error=f"{source}: unexpected {type(err).__name__}: "
+                                          f"{' '.join(str(err).split())}")
+        return Prepared(source, image, lb, original if keep_original else None)
+
+    return prepare
+
+
+@dataclass
+class PreparedBatch:
+    """Up to ``batch_size`` consecutive files, decoded and stacked by a worker thread.
+
+    Attributes:
+        images: uint8 ``[n, H, W, 3]`` model input of the ``n`` files that decoded (None
+            when none did).
+        good: those ``n`` files in order (their ``image`` is inside ``images``).
+        errors: the files that could not be used.
+    """
+
+    images: np.ndarray | None
+    good: list[Prepared]
+    errors: list[Prepared]
+
+
+def batch_stream(sources: Iterable[str], prepare: Callable[[str], Prepared], batch_size: int,
+                 workers: int) -> Iterator[PreparedBatch]:
+    """Batches of ``batch_size`` sources prepared in ``workers`` threads, in input order,
+    ``workers + 1`` batches in flight (bounded memory, whatever the number of files).
+
+    Workers also stack their batch: the consuming thread, which runs the model, then does
+    almost no Python work per image, so it does not queue for the GIL behind the decoders.
+    """
+    iterator = iter(sources)
+    chunks = iter(lambda: list(islice(iterator, batch_size)), [])
+
+    def prepare_batch(chunk: list[str]) -> PreparedBatch:
+        items = [prepare(s) for s in chunk]
+        good = [i for i in items if i.error is None]
+        images = np.stack([i.image for i in good]) if good else None
+        for item in good:
+            item.image = None  # the stacked copy is the one kept
+        return PreparedBatch(images, good, [i for i in items if i.error is not None])
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future[PreparedBatch]] = deque(
+            pool.submit(prepare_batch, c) for c in islice(chunks, workers + 1))
+        while pending:
+            done = pending.popleft().result()
+            following = next(chunks, None)
+            if following is not None:
+                pending.append(pool.submit(prepare_batch, following))
+            yield done
+
+
+def predict_stream(predictor: Predictor, sources: Iterable[str], batch_size: int | None = None,
+                   workers: int | None = None, keep_original: bool = False) -> Iterator[Outcome]:
+    """Outcomes for ``sources`` in input order, batch by batch (within a batch, the files
+    that failed come first).
+
+    ``workers`` threads decode and letterbox the next batches while the model runs the
+    current one; each inference call takes up to ``batch_size`` images.
+    """
+    batch_size = batch_size or predictor.batch_size
+    prepare = make_preparer(predictor, keep_original)
+    for batch in batch_stream(sources, prepare, batch_size, workers or default_workers()):
+        for item in batch.errors:
+            yield Outcome(item.source, error=item.error)
+        if batch.images is None:
+            continue
+        predictions = predictor.decode(predictor.run(batch.images),
+                                       [b.letterbox for b in batch.good],
+                                       [b.source for b in batch.good])
+        for item, prediction in zip(batch.good, predictions, strict=True):
+            yield Outcome(item.source, prediction=prediction, original=item.original)

@@ -1,0 +1,179 @@
+"""``Predictor``: a vision-tasks ONNX file -> typed predictions for any images.
+
+Imports numpy, onnxruntime and :mod:`vision_tasks.imaging` only (never torch), so any
+Python application can embed it::
+
+    from export.runtime import Predictor
+
+    predictor = Predictor("model.onnx", device="auto")   # TensorRT > CUDA > CPU
+    for p in predictor.predict(["a.jpg", "b.png"]):
+        print(p.source, p.name, p.score)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from export.runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelFileError, ModelMetadata
+from export.runtime.decode import DECODERS, Outputs, decode_batch
+from export.runtime.providers import create_session, load_for_inspection
+from export.runtime.results import Prediction
+from vision_tasks.imaging import ImageSource, Letterbox, letterbox, load_image
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def source_name(source: ImageSource) -> str:
+    """How a source is named in results and errors: the path, or ``<array>`` etc."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL image>"
+    return "<bytes>"
+
+
+def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
+    """The validated metadata of a loaded model, checked against its graph's input/outputs."""
+    meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, source)
+    inputs = session.get_inputs()
+    h, w = meta.input_size
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)" \
+            or list(inputs[0].shape[1:]) != [h, w, 3]:
+        got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+        raise ModelFileError(f"{source}: graph input is {got}; the contract expects "
+                             f"'{INPUT_NAME}' tensor(uint8) [N, {h}, {w}, 3]; re-export the model")
+    names = tuple(o.name for o in session.get_outputs())
+    expected = TASK_OUTPUTS.get(meta.task)
+    if meta.task not in DECODERS or expected is None:
+        raise ModelFileError(f"{source}: task '{meta.task}' is not known to this runtime "
+                             f"(known: {', '.join(DECODERS)}); upgrade vision-tasks")
+    if set(names) != set(expected):
+        raise ModelFileError(f"{source}: outputs {list(names)} do not match the {meta.task} "
+                             f"contract {list(expected)}; re-export the model")
+    return meta
+
+
+class Predictor:
+    """Run a vision-tasks ONNX model on images of any size.
+
+    Args:
+        path: the ``.onnx`` file (from ``vision-tasks export``).
+        device: ``"auto"`` (TensorRT > CUDA > CPU, the first that works), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``.
+        task: when given, the model must be of this task (else :class:`ModelFileError`).
+        threads: CPU intra-op threads (default: the cores this process may use).
+        batch_size: images per inference call in :meth:`predict`.
+
+    Attributes:
+        metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
+        provider: the execution provider really in use, e.g. ``"CPUExecutionProvider"``.
+        provider_note: why a faster provider was not used ("" when it was).
+
+    Raises:
+        ModelFileError: the file is missing, not an ONNX model, not a vision-tasks model,
+            of another task than ``task``, or ``device`` cannot be honoured.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", task: str | None = None,
+                 threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: model file not found; export one with "
+                                 "`vision-tasks export RUN/weights/best.pt --out model.onnx`")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        # The metadata is read before any GPU session is built (which can take minutes).
+        probe = load_for_inspection(str(self.path))
+        self.metadata = read_metadata(probe, str(self.path))
+        del probe
+        if task is not None and task != self.metadata.task:
+            raise ModelFileError(f"{self.path}: a {self.metadata.task} model, but a {task} model "
+                                 f"is needed here; pass a model exported from a {task} run")
+        h, w = self.metadata.input_size
+        self.session, info = create_session(str(self.path), device, threads, (h, w, 3), batch_size)
+        self.provider, self.threads, self.provider_note = info.provider, info.threads, info.note
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def task(self) -> str:
+        return self.metadata.task
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input ``(height, width)``."""
+        return self.metadata.input_size
+
+    def __repr__(self) -> str:
+        h, w = self.input_size
+        return (f"Predictor({str(self.path)!r}, task={self.task!r}, classes={len(self.class_names)}, "
+                f"input={h}x{w}, provider={self.provider!r})")
+
+    def prepare(self, source: ImageSource) -> tuple[np.ndarray, Letterbox]:
+        """Decode and letterbox one image: uint8 ``[H, W, 3]`` model input and its mapping.
+
+        Raises:
+            ImageError: the source cannot be read or decoded.
+        """
+        return letterbox(load_image(source), self.input_size, self.metadata.pad_value)
+
+    def run(self, images: np.ndarray) -> Outputs:
+        """Model only: uint8 ``[N, H, W, 3]`` letterboxed batch -> the graph's named outputs."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (*self.input_size, 3):
+            raise ValueError(f"run expects uint8 [N, {self.input_size[0]}, {self.input_size[1]}, 3] "
+                             f"letterboxed images, got {images.dtype} {images.shape}; use predict "
+                             "for images of any size")
+        values = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(images)})
+        return dict(zip(self.output_names, values, strict=True))
+
+    def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
+               sources: Sequence[str]) -> list[Prediction]:
+        """Outputs of :meth:`run` -> predictions in original-image coordinates."""
+        return decode_batch(outputs, letterboxes, sources, self.metadata)
+
+    def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],
+                         sources: Sequence[str]) -> list[Prediction]:
+        """Predictions of already letterboxed images (one inference call)."""
+        return self.decode(self.run(np.stack(images)), letterboxes, sources)
+
+    def predict(self, sources: ImageSource | Iterable[ImageSource]) -> list[Prediction]:
+        """Predictions for one image or many, in order, ``batch_size`` images per call.
+
+        A source is a path, encoded bytes, a PIL image or a numpy array (gray, RGB, RGBA,
+        16-bit...; see :func:`vision_tasks.imaging.load_image`). One source gives a list of one.
+
+        Raises:
+            ImageError: an image cannot be read or decoded (the batch CLI skips such
+                images instead; see :mod:`export.runtime.batch`).
+        """
+        if isinstance(sources, str | os.PathLike | bytes | bytearray | memoryview
+                      | np.ndarray | Image.Image):
+            sources = [sources]
+        results: list[Prediction] = []
+        batch: list[tuple[np.ndarray, Letterbox, str]] = []
+        for source in sources:
+            batch.append((*self.prepare(source), source_name(source)))
+            if len(batch) == self.batch_size:
+                results += self.predict_prepared(*zip(*batch, strict=True))
+                batch = []
+        if batch:
+            results += self.predict_prepared(*zip(*batch, strict=True))
+        return results
+
+    def predict_one(self, source: ImageSource) -> Prediction:
+        """The prediction of one image."""
+        return self.predict([source])[0]
+
+    __call__ = predict

@@ -1,0 +1,160 @@
+"""Typed prediction results: one uniform object for every task, the Python API and the CLI.
+
+Coordinates are original-image pixels (continuous: the whole image is ``(0, 0, W, H)``),
+boxes are ``(x1, y1, x2, y2)``. What a task fills in:
+
+====================  ==========================  =========================================
+task                  ``Prediction.scores``       ``Prediction.detections``
+====================  ==========================  =========================================
+classify              ``[C]`` probabilities       ``None`` (the task has no boxes)
+localize              ``[C]`` probabilities       one :class:`Detection` (the top class)
+detect                ``None``                    up to K :class:`Detection` s
+segment               ``None``                    up to K, each with a ``mask``
+====================  ==========================  =========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vision_tasks.imaging import Letterbox
+
+SCORE_DECIMALS = 6
+BOX_DECIMALS = 2
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class and its probability."""
+
+    label: int
+    name: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "name": self.name, "score": round(self.score, SCORE_DECIMALS)}
+
+
+@dataclass
+class Detection:
+    """One object: a box in original-image pixels, its class and score, maybe a mask.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` float, original-image pixels, clipped to the image.
+        label: class index into the model's ``class_names``.
+        name: ``class_names[label]``.
+        score: confidence in ``[0, 1]``.
+        mask: bool ``[H, W]`` over the original image (segment only), else None.
+    """
+
+    box: tuple[float, float, float, float]
+    label: int
+    name: str
+    score: float
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; a mask becomes COCO uncompressed RLE ``{"size", "counts"}``."""
+        out: dict[str, Any] = {"box": [round(float(v), BOX_DECIMALS) for v in self.box],
+                               "label": self.label, "name": self.name,
+                               "score": round(self.score, SCORE_DECIMALS)}
+        if self.mask is not None:
+            out["mask"] = mask_to_rle(self.mask)
+        return out
+
+
+@dataclass
+class Prediction:
+    """The result of one image.
+
+    Attributes:
+        source: the file path as given, or ``<array>`` / ``<bytes>`` / ``<PIL image>``.
+        task: the model's task.
+        width, height: original image size in pixels (after EXIF rotation).
+        class_names: the model's classes (shared, not copied).
+        scores: float32 ``[C]`` class probabilities (classify, localize), else None.
+        detections: objects found (localize, detect, segment); None for tasks without boxes.
+        letterbox: how the image was fitted into the model input.
+    """
+
+    source: str
+    task: str
+    width: int
+    height: int
+    class_names: tuple[str, ...] = field(repr=False)
+    scores: np.ndarray | None = field(default=None, repr=False)
+    detections: list[Detection] | None = None
+    letterbox: Letterbox | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        parts = [repr(self.source), self.task, f"{self.width}x{self.height}"]
+        if self.scores is not None:
+            parts.append(f"top={self.name} {self.score:.3f}")
+        if self.detections is not None:
+            parts.append(f"detections={len(self.detections)}")
+        return f"Prediction({', '.join(parts)})"
+
+    def summary(self) -> str:
+        """One human line: ``circle 0.97``, ``circle 0.97 at (12, 3, 40, 33)`` or
+        ``2 objects: circle 0.91 at (...), star 0.80 at (...)``."""
+        def at(d: Detection) -> str:
+            return f"{d.name} {d.score:.2f} at ({', '.join(f'{v:.0f}' for v in d.box)})"
+
+        if self.scores is not None and self.detections is None:
+            return f"{self.name} {self.score:.2f}"
+        if self.scores is not None and self.detections:
+            return at(self.detections[0])
+        found = self.detections or []
+        return f"{len(found)} object{'s' * (len(found) != 1)}" + (
+            f": {', '.join(at(d) for d in found[:5])}" if found else "")
+
+    def top(self, k: int = 5) -> list[ClassScore]:
+        """The ``k`` most probable classes, best first (empty without class scores)."""
+        if self.scores is None:
+            return []
+        order = np.argsort(-self.scores, kind="stable")[:k]
+        return [ClassScore(int(i), self.class_names[int(i)], float(self.scores[i])) for i in order]
+
+    @property
+    def label(self) -> int | None:
+        """Index of the most probable class (classify, localize), else None."""
+        return None if self.scores is None else int(np.argmax(self.scores))
+
+    @property
+    def name(self) -> str | None:
+        """Name of the most probable class (classify, localize), else None."""
+        return None if self.label is None else self.class_names[self.label]
+
+    @property
+    def score(self) -> float | None:
+        """Probability of the most probable class (classify, localize), else None."""
+        return None if self.scores is None else float(np.max(self.scores))
+
+    def to_dict(self, top_k: int = 5) -> dict[str, Any]:
+        """One JSON line of ``predictions.jsonl``: source, size, top classes, detections."""
+        out: dict[str, Any] = {"source": self.source, "task": self.task,
+                               "width": self.width, "height": self.height}
+        if self.scores is not None:
+            best = self.top(1)[0]
+            out.update(label=best.label, name=best.name, score=round(best.score, SCORE_DECIMALS),
+                       top=[c.to_dict() for c in self.top(top_k)])
+        if self.detections is not None:
+            out["detections"] = [d.to_dict() for d in self.detections]
+        return out
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Bool ``[H, W]`` mask -> COCO uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
+
+    Counts alternate runs of 0 and 1 in column-major order, starting with zeros.
+    """
+    flat = np.asarray(mask, dtype=bool).T.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}

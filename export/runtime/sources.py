@@ -1,0 +1,73 @@
+"""What ``vision-tasks predict SOURCE`` means: one image, a folder, a glob or a list file."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from export.runtime.contract import ModelFileError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+"""File name endings a folder or glob is searched for (case-insensitive)."""
+
+
+class SourceError(ModelFileError):
+    """SOURCE names nothing to predict on."""
+
+
+def _has_image_suffix(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def _folder(root: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames)
+                  if _has_image_suffix(f) and not f.startswith(".")]
+    return found
+
+
+def _list_file(path: Path) -> list[str]:
+    """One path per line; blank lines and ``#`` comments skipped; relative paths are taken
+    from the list file's folder. Listed files are kept even when missing or not images, so
+    that they show up in errors.jsonl rather than vanish."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path}: cannot read the list of images ({err}); "
+                          "pass a UTF-8 text file with one image path per line") from None
+    entries = [line.strip() for line in lines]
+    return [e if os.path.isabs(e) else os.path.join(path.parent, e)
+            for e in entries if e and not e.startswith("#")]
+
+
+def resolve_sources(source: str) -> list[str]:
+    """Image paths named by ``source``, in a stable order.
+
+    - an existing folder: every image file below it (recursive, sorted, hidden names skipped);
+    - an existing ``.txt`` file: the paths it lists;
+    - any other existing file: that file (decoded whatever its name);
+    - a pattern with ``*``, ``?`` or ``[``: the matching image files (``**`` recurses).
+
+    Raises:
+        SourceError: ``source`` does not exist, or names no images.
+    """
+    path = Path(source)
+    if path.is_dir():
+        found = _folder(path)
+        what = f"folder {source} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+    elif path.is_file():
+        found = _list_file(path) if path.suffix.lower() == ".txt" else [source]
+        what = f"list {source} names no images"
+    elif glob.has_magic(source):
+        found = sorted(p for p in glob.glob(source, recursive=True)
+                       if _has_image_suffix(p) and os.path.isfile(p))
+        what = f"pattern {source} matches no image files"
+    else:
+        raise SourceError(f"{source}: no such file or folder; pass an image, a folder, "
+                          "a glob pattern (quoted) or a .txt list of paths")
+    if not found:
+        raise SourceError(f"{what}; check the path")
+    return found

@@ -1,0 +1,208 @@
+"""The torch-free runtime: Predictor inputs, metadata checks, providers, per-task decoding
+back to original-image coordinates, and no torch in sys.modules."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from export.onnx_export import export_checkpoint
+from export.runtime import ModelFileError, ModelMetadata, Predictor
+from export.runtime.providers import cuda_device_count
+from export.runtime.results import mask_to_rle
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_classify_run, tmp_path_factory) -> Path:
+    return export_checkpoint(tiny_classify_run.best, tmp_path_factory.mktemp("rt") / "m.onnx").path
+
+
+@pytest.fixture(scope="module")
+def predictor(model_path) -> Predictor:
+    return Predictor(model_path, device="cpu")
+
+
+def constant_model(path: Path, task: str, outputs: dict[str, np.ndarray], size=(32, 32),
+                   class_names=("a", "b", "c"), props: dict[str, str] | None = None) -> Path:
+    """An ONNX file whose outputs repeat ``outputs`` (one image's values) for every image of
+    the batch: a stand-in for a trained model of any task, built without torch."""
+    nodes = [helper.make_node("Shape", ["images"], ["shape"], end=1)]
+    graph_outputs, initializers = [], []
+    for name, value in outputs.items():
+        initializers += [numpy_helper.from_array(value[None], f"{name}_row"),
+                         numpy_helper.from_array(np.array(value.shape, np.int64), f"{name}_dims")]
+        nodes += [helper.make_node("Concat", ["shape", f"{name}_dims"], [f"{name}_shape"], axis=0),
+                  helper.make_node("Expand", [f"{name}_row", f"{name}_shape"], [name])]
+        elem = helper.np_dtype_to_tensor_dtype(value.dtype)
+        graph_outputs.append(helper.make_tensor_value_info(name, elem, ["N", *value.shape]))
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                                          ["N", *size, 3])],
+        graph_outputs, initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    meta = ModelMetadata(task=task, class_names=tuple(class_names), input_size=size,
+                         outputs=tuple(outputs), package_version="test", config={})
+    helper.set_model_props(proto, props if props is not None else meta.to_props())
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_paths_bytes_pil_images_and_arrays_give_the_same_prediction(predictor, tiny_classify_data):
+    path = sorted((tiny_classify_data / "val").rglob("*.png"))[0]
+    data = path.read_bytes()
+    array = np.asarray(Image.open(path).convert("RGB"))
+    results = predictor.predict([path, str(path), data, Image.open(path), array])
+    assert [r.source for r in results] == [str(path), str(path), "<bytes>", str(path), "<array>"]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.scores, results[0].scores)
+    assert results[0].scores.shape == (5,) and abs(float(results[0].scores.sum()) - 1) < 1e-5
+    assert results[0].detections is None and results[0].name in predictor.class_names
+
+
+def test_gray_rgba_16bit_and_odd_sized_images_are_letterboxed_and_sized_as_original(predictor):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (20, 50), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (70, 30, 4), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (40, 40), dtype=np.uint16)
+    results = predictor.predict([gray, rgba, deep])
+    assert [(r.width, r.height) for r in results] == [(50, 20), (30, 70), (40, 40)]
+    assert results[0].letterbox.pad_y > 0 and results[1].letterbox.pad_x > 0
+
+
+def test_exif_rotated_jpeg_reports_the_upright_size(predictor):
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (60, 20), (200, 10, 10)).save(buffer, "JPEG", exif=exif)
+    result = predictor.predict_one(buffer.getvalue())
+    assert (result.width, result.height) == (20, 60)
+
+
+def test_batches_give_the_same_scores_as_single_images(model_path):
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(7)]
+    batched = Predictor(model_path, batch_size=7).predict(images)
+    single = Predictor(model_path, batch_size=1).predict(images)
+    for a, b in zip(batched, single, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_to_dict_is_json_with_the_top_classes(predictor):
+    line = predictor.predict_one(np.zeros((32, 32, 3), np.uint8)).to_dict()
+    assert json.loads(json.dumps(line)) == line
+    assert {"source", "task", "width", "height", "label", "name", "score", "top"} <= set(line)
+    assert len(line["top"]) == 5 and line["top"][0]["name"] == line["name"]
+
+
+def test_without_a_gpu_auto_runs_on_the_cpu_and_cuda_is_a_clear_error(model_path):
+    if cuda_device_count() > 0:
+        pytest.skip("a GPU is visible: the fallback cannot be observed here")
+    auto = Predictor(model_path, device="auto")
+    assert auto.provider == "CPUExecutionProvider"
+    assert auto.provider_note
+    with pytest.raises(ModelFileError, match="device 'cuda' asked for, but"):
+        Predictor(model_path, device="cuda")
+
+
+def test_a_model_without_our_metadata_is_rejected_naming_the_file(tmp_path):
+    path = constant_model(tmp_path / "plain.onnx", "classify", {"scores": np.ones(3, np.float32)},
+                          props={})
+    with pytest.raises(ModelFileError, match=r"plain\.onnx: not a vision-tasks model.*vision-tasks export"):
+        Predictor(path)
+
+
+def test_a_model_of_another_task_is_rejected_when_a_task_is_asked_for(model_path):
+    with pytest.raises(ModelFileError, match=r"m\.onnx: a classify model, but a detect model is needed"):
+        Predictor(model_path, task="detect")
+
+
+def test_newer_contract_and_bad_json_are_rejected(tmp_path):
+    meta = ModelMetadata(task="classify", class_names=("a",), input_size=(32, 32), outputs=("scores",))
+    newer = {**meta.to_props(), "contract_version": "99"}
+    path = constant_model(tmp_path / "new.onnx", "classify", {"scores": np.ones(1, np.float32)},
+                          props=newer)
+    with pytest.raises(ModelFileError, match="contract version 99 is newer"):
+        Predictor(path)
+    broken = {**meta.to_props(), "class_names": "[not json"}
+    path = constant_model(tmp_path / "bad.onnx", "classify", {"scores": np.ones(1, np.float32)},
+                          props=broken)
+    with pytest.raises(ModelFileError, match="'class_names' is not valid JSON"):
+        Predictor(path)
+
+
+def test_missing_and_non_onnx_files_are_clear_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="model file not found"):
+        Predictor(tmp_path / "absent.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    with pytest.raises(ModelFileError, match=r"junk\.onnx: onnxruntime cannot load this model"):
+        Predictor(junk)
+
+
+def test_localize_box_is_mapped_back_to_the_original_image(tmp_path):
+    scores = np.array([0.1, 0.7, 0.2], np.float32)
+    boxes = np.array([8.0, 8.0, 24.0, 16.0], np.float32)  # input pixels of the 32x32 input
+    path = constant_model(tmp_path / "loc.onnx", "localize", {"scores": scores, "boxes": boxes})
+    result = Predictor(path, task="localize").predict_one(np.zeros((32, 64, 3), np.uint8))
+    # 64x32 -> scale 0.5, content 32x16 centred with pad_y 8: input (8, 8, 24, 16) -> original
+    (det,) = result.detections
+    assert det.box == pytest.approx((16.0, 0.0, 48.0, 16.0))
+    assert (det.label, det.name, det.score) == (1, "b", pytest.approx(0.7))
+    assert result.name == "b" and result.to_dict()["detections"][0]["box"] == [16.0, 0.0, 48.0, 16.0]
+
+
+def test_detect_and_segment_keep_num_detections_rows_with_masks_in_original_pixels(tmp_path):
+    boxes = np.array([[0, 0, 16, 16], [16, 8, 32, 24], [0, 0, 0, 0]], np.float32)
+    masks = np.zeros((3, 8, 8), np.float32)
+    masks[0, :4, :4] = 1.0  # the top-left quarter of the input
+    outputs = {"boxes": boxes, "scores": np.array([0.9, 0.6, 0.0], np.float32),
+               "labels": np.array([2, 0, 0], np.int64), "num_detections": np.array(2, np.int64),
+               "masks": masks}
+    path = constant_model(tmp_path / "seg.onnx", "segment", outputs)
+    result = Predictor(path).predict_one(np.zeros((64, 64, 3), np.uint8))  # scale 0.5, no pad
+    assert [d.name for d in result.detections] == ["c", "a"]
+    assert result.detections[1].box == pytest.approx((32.0, 16.0, 64.0, 48.0))
+    mask = result.detections[0].mask
+    assert mask.shape == (64, 64) and mask[:30, :30].all() and not mask[34:, :].any()
+    assert result.to_dict()["detections"][0]["mask"]["size"] == [64, 64]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
+def test_mask_rle_round_trips_through_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    for mask in (rng.random((7, 5)) > 0.5, np.ones((4, 6), bool), np.zeros((3, 3), bool)):
+        rle = mask_utils.frPyObjects(mask_to_rle(mask), *mask.shape)
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
+
+
+def test_runtime_import_and_prediction_leave_torch_out_of_sys_modules(model_path, tmp_path):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 24), (10, 200, 30)).save(image)
+    code = f"""
+import sys
+from export.runtime import Predictor
+from export.runtime.batch import run_predict
+from export.runtime.sources import resolve_sources
+predictor = Predictor({str(model_path)!r})
+assert predictor.predict_one({str(image)!r}).name
+run_predict(predictor, resolve_sources({str(tmp_path)!r}), {str(tmp_path / 'out')!r},
+            save_images=True, progress=False)
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'tasks'))
+assert not loaded, loaded
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
