@@ -7,12 +7,13 @@ reported on one line that names the file, the dotted key and what is expected::
 
 ``--set a.b=value`` overrides any key; values are parsed as YAML (``0.1`` is a
 float, ``[1, 2]`` a list, ``null`` is None). Task-specific sections
-(``model.head`` and ``loss``) are validated against the dataclasses the task
+(``model.head``, ``loss`` and ``task_options``) are validated against the dataclasses the task
 plug-in declares, so the core never needs to know a task by name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -109,6 +110,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     # Validated against the task's LossConfig dataclass.
     loss: Any = field(default_factory=dict)
+    # Task-owned data options (e.g. localize's multi_object policy); validated against
+    # the task's OptionsConfig dataclass.
+    task_options: Any = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of plain values (YAML/JSON friendly)."""
@@ -149,12 +153,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             _fail(source, key, f"expected one of {_type_name(tp)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in typing.get_args(tp):
-            try:
+            with contextlib.suppress(ConfigError):
                 return _coerce(value, arg, key, source)
-            except ConfigError as err:
-                errors.append(err)
         _fail(source, key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is list:
         if isinstance(value, tuple):
@@ -286,6 +287,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: task: {err.args[0]}") from None
     cfg.model.head = validate_section(task.HeadConfig, cfg.model.head, "model.head", source)
     cfg.loss = validate_section(task.LossConfig, cfg.loss, "loss", source)
+    cfg.task_options = validate_section(task.OptionsConfig, cfg.task_options, "task_options", source)
     _check_values(cfg, source)
     return cfg
 

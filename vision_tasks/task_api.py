@@ -52,8 +52,12 @@ class Task(ABC):
     name: ClassVar[str]
     HeadConfig: ClassVar[type] = EmptySection
     LossConfig: ClassVar[type] = EmptySection
+    # The config's ``task_options`` section (task-owned data options).
+    OptionsConfig: ClassVar[type] = EmptySection
     # The metric that picks best.pt (higher is better).
     primary_metric: ClassVar[str]
+    # Default image side of `vision-tasks data synth <task>` (pixels).
+    synth_size: ClassVar[int] = 64
 
     @abstractmethod
     def build_dataset(self, cfg: Config, split: str, train: bool,

@@ -66,6 +66,13 @@ def load_backbone_weights(backbone: Backbone, spec: str, backbone_name: str) -> 
 
 
 def _load_exact(backbone: Backbone, state: dict[str, torch.Tensor], source: str) -> None:
+    ours = backbone.state_dict()
+    for key, value in state.items():
+        if key in ours and tuple(value.shape) != tuple(ours[key].shape):
+            raise CheckpointError(
+                f"{source}: backbone tensor {key} has shape {tuple(value.shape)}, this backbone "
+                f"expects {tuple(ours[key].shape)}; use the source run's model.backbone settings "
+                "(width, depths, stages, ...)")
     result = backbone.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(

@@ -1,0 +1,208 @@
+"""Single-object data sets from COCO json: one class label and one box per image.
+
+The pipeline of an item: decode -> letterbox to the model input (as the ONNX contract) ->
+map the annotation box into input pixels with the same :class:`~vision_tasks.imaging.Letterbox`
+-> (training) albumentations with the box carried through every geometric op.
+
+Which annotation is "the object" of an image: crowd regions (``iscrowd: 1``) never are.
+Of the rest, an image with exactly one is used as is; an image with none is skipped; an
+image with several follows the multi-object policy: ``skip`` drops the image, ``largest``
+keeps its largest box (by box area; the first in file order on a tie). Every decision is
+counted in a :class:`SelectionReport`, printed when the set is built.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vision_tasks.data.coco import CocoAnnotation, CocoImage, CocoIndex, read_coco
+from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
+from vision_tasks.errors import DataError
+from vision_tasks.imaging import ImageError, letterbox, load_image
+
+MultiObjectPolicy = Literal["skip", "largest"]
+AUGMENT_TRIES = 3  # augmentations tried before an item falls back to its un-augmented form
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    """How the images of an annotation file became single-object samples."""
+
+    policy: str  # the multi-object policy applied
+    images: int  # entries in the file's 'images'
+    used: int  # samples in the data set (= single + multi_object_largest)
+    single: int  # images with exactly one non-crowd object
+    multi_object_skipped: int  # images with several objects, dropped (policy 'skip')
+    multi_object_largest: int  # images with several objects, largest kept (policy 'largest')
+    no_object: int  # images without any non-crowd object, dropped
+    crowd_ignored: int  # crowd annotations, never taken as the object
+    degenerate_ignored: int  # annotations whose box has no area
+
+    def line(self) -> str:
+        multi = (f"{self.multi_object_skipped} multi-object skipped" if self.policy == "skip"
+                 else f"{self.multi_object_largest} multi-object -> largest")
+        return (f"{self.used} of {self.images} images used ({self.single} single-object, {multi}, "
+                f"{self.no_object} without object skipped; {self.crowd_ignored} crowd and "
+                f"{self.degenerate_ignored} zero-area annotations ignored; "
+                f"multi_object: {self.policy})")
+
+
+def select_objects(index: CocoIndex, policy: MultiObjectPolicy
+                   ) -> tuple[list[tuple[CocoImage, CocoAnnotation]], SelectionReport]:
+    """The (image, object) pairs of ``index`` under ``policy``, and the counts."""
+    if policy not in ("skip", "largest"):
+        raise ValueError(f"multi_object policy must be 'skip' or 'largest', got {policy!r}")
+    pairs: list[tuple[CocoImage, CocoAnnotation]] = []
+    single = multi_skipped = multi_largest = empty = crowd = 0
+    for image in index.images:
+        objects = [a for a in image.annotations if not a.iscrowd]
+        crowd += len(image.annotations) - len(objects)
+        if not objects:
+            empty += 1
+        elif len(objects) == 1:
+            single += 1
+            pairs.append((image, objects[0]))
+        elif policy == "skip":
+            multi_skipped += 1
+        else:
+            multi_largest += 1
+            pairs.append((image, max(objects, key=lambda a: a.box_area)))  # max keeps the first
+    report = SelectionReport(policy, len(index.images), len(pairs), single, multi_skipped,
+                             multi_largest, empty, crowd, index.degenerate)
+    return pairs, report
+
+
+class SingleObjectDataset(Dataset):
+    """Items: ``(image uint8 [3, S, S] letterboxed, {"label": int, "box": float32 [4]})``.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in model-input pixels (after letterbox and augmentation).
+    Attributes: ``class_names``, ``category_ids`` (original COCO id per class index; None for
+    a model class absent from this file), ``report`` (:class:`SelectionReport`) and
+    ``multi_object_policy``. A file that fails to decode is reported once and replaced by
+    the next good one; an augmentation that loses the box is retried with the next seeds
+    and, after :data:`AUGMENT_TRIES`, replaced by the un-augmented sample.
+    """
+
+    def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
+                 policy: MultiObjectPolicy = "skip", augment: Any = None,
+                 class_names: list[str] | None = None, seed: int = 0) -> None:
+        index = read_coco(annotations, images, key)
+        pairs, self.report = select_objects(index, policy)
+        self.annotation_file = index.annotation_file
+        self.multi_object_policy = policy
+        if not pairs:
+            raise DataError(f"{key}: {index.annotation_file} has no usable single-object image "
+                            f"({self.report.line()}); try task_options.multi_object: largest")
+        remap = list(range(len(index.class_names)))
+        self.class_names = list(index.class_names)
+        self.category_ids: list[int | None] = list(index.category_ids)
+        if class_names is not None:
+            extra = sorted(set(index.class_names) - set(class_names))
+            if extra:
+                raise DataError(f"{key}: {index.annotation_file} has categories the model does "
+                                f"not know: {extra}; known classes: {class_names}")
+            remap = [class_names.index(name) for name in index.class_names]
+            ids = dict(zip(index.class_names, index.category_ids, strict=True))
+            self.class_names = list(class_names)
+            self.category_ids = [ids.get(name) for name in class_names]
+        self.items = [(image, remap[obj.category], obj.box) for image, obj in pairs]
+        self.key = key
+        self.image_size = image_size
+        self.augment = augment
+        self.seed = seed
+        self.augment_fallbacks = 0  # counted in this process (a loader worker has its own)
+        self._warned: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
+        """Letterboxed ``uint8 [S, S, 3]`` image, class index and ``float32 [4]`` input-pixel
+        box of item ``index`` (the next decodable item when its file is bad), no augmentation."""
+        for attempt in range(len(self.items)):
+            image_rec, label, box = self.items[(index + attempt) % len(self.items)]
+            try:
+                image = load_image(image_rec.path)
+            except ImageError as err:
+                self._warn_once(image_rec.path, f"skipping bad image: {err}")
+                continue
+            height, width = image.shape[:2]
+            declared = (image_rec.width, image_rec.height)
+            if None not in declared and declared != (width, height):
+                self._warn_once(image_rec.path, f"{self.annotation_file}: {image_rec.file_name} is "
+                                f"{width}x{height} but the file says {image_rec.width}x"
+                                f"{image_rec.height} (EXIF rotation?); its box may be off")
+            clipped = np.clip(np.asarray(box, np.float64), 0, [width, height, width, height])
+            if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+                self._warn_once(image_rec.path, f"{self.annotation_file}: the box of "
+                                f"{image_rec.file_name} lies outside the image; skipping it")
+                continue
+            boxed, lb = letterbox(image, self.image_size)
+            s = float(self.image_size)
+            return boxed, label, np.clip(lb.boxes_to_input(clipped[None])[0], 0.0, s)
+        raise DataError(f"{self.key}: no image of {self.annotation_file} could be used")
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, label, box = self.load(index)
+        if self.augment is not None:
+            image, box = self._augment(image, box, sample_seed(self.seed, epoch, index))
+        return to_chw_tensor(image), {"label": label, "box": torch.from_numpy(box)}
+
+    def _augment(self, image: np.ndarray, box: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        for attempt in range(AUGMENT_TRIES):
+            self.augment.set_random_seed((seed + attempt) % 2**32)
+            out = self.augment(image=image, bboxes=box[None], labels=[0])
+            if len(out["bboxes"]) == 1:
+                return out["image"], np.asarray(out["bboxes"][0], dtype=np.float32)
+        self.augment_fallbacks += 1
+        return image, box
+
+    def _warn_once(self, path: Path, message: str) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(message, stacklevel=2)
+
+
+def collate_single_object(batch: list[tuple[torch.Tensor, dict[str, Any]]]
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Items -> ``(images uint8 [N, 3, S, S], {"labels": int64 [N], "boxes": float32 [N, 4]})``."""
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), {
+        "labels": torch.as_tensor([t["label"] for t in targets], dtype=torch.int64),
+        "boxes": torch.stack([torch.as_tensor(t["box"], dtype=torch.float32) for t in targets]),
+    }
+
+
+def coco_split(cfg: Any, split: str) -> tuple[str, str]:
+    """``(annotations file, images folder)`` of ``data.<split>`` in a config."""
+    value = getattr(cfg.data, split)
+    key = f"data.{split}"
+    if not isinstance(value, dict) or set(value) != {"images", "annotations"}:
+        raise DataError(f"{key}: expected {{images: DIR, annotations: FILE}} for a COCO json task, "
+                        f"got {value!r}; e.g. --set {key}='{{images: DIR/images, annotations: "
+                        "DIR/annotations.json}'")
+    return value["annotations"], value["images"]
+
+
+def build_single_object(cfg: Any, split: str, train: bool, policy: MultiObjectPolicy,
+                        class_names: list[str] | None = None, log: Any = print) -> SingleObjectDataset:
+    """The single-object set of ``data.<split>`` (training augmentation if ``train``);
+    prints its :class:`SelectionReport` through ``log``."""
+    annotations, images = coco_split(cfg, split)
+    augment = build_augment(cfg.data.augment, with_boxes=True) if train else None
+    if augment is not None and cfg.data.augment.rotate > 0:
+        warnings.warn("data.augment.rotate > 0: a rotated box becomes the box around the rotated "
+                      "box, looser than the object; set data.augment.rotate: 0 for tight boxes",
+                      stacklevel=2)
+    dataset = SingleObjectDataset(annotations, images, f"data.{split}", cfg.data.image_size,
+                                  policy, augment, class_names, cfg.train.seed)
+    log(f"data.{split}: {annotations}: {dataset.report.line()}")
+    return dataset
