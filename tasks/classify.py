@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from vision_tasks.data.imagefolder import build_imagefolder
 from vision_tasks.data.synth import write_imagefolder
 from vision_tasks.errors import ConfigError
-from vision_tasks.fileio import atomic_path
 from vision_tasks.models.layers import ACTIVATIONS, activation_width, make_activation
+from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task
 
 
@@ -116,10 +116,7 @@ class ClassifyEvaluator(Evaluator):
 
 def draw_confusion_matrix(confusion: Tensor, names: list[str], path: Path) -> None:
     """Rows: true class; columns: predicted class; colour: share of the row; numbers: counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts = confusion.numpy()
     share = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
@@ -140,10 +137,7 @@ def draw_confusion_matrix(confusion: Tensor, names: list[str], path: Path) -> No
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title("confusion matrix")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class ClassifyTask(Task):

@@ -29,8 +29,8 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 from vision_tasks.data.single_object import build_single_object, collate_single_object
 from vision_tasks.data.synth import write_coco
 from vision_tasks.errors import ConfigError
-from vision_tasks.fileio import atomic_path
 from vision_tasks.models.layers import ACTIVATIONS, activation_width, make_activation
+from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task
 
 IOU_THRESHOLD = 0.5  # corloc's "the box is right"
@@ -157,10 +157,7 @@ class LocalizeEvaluator(Evaluator):
 
 def draw_iou_histogram(ious: Tensor, correct: Tensor, path: Path) -> None:
     """IoU of each image's predicted box ``[N]``, stacked by right / wrong class ``[N] bool``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     bins = [i / 20 for i in range(21)]
@@ -172,10 +169,7 @@ def draw_iou_histogram(ious: Tensor, correct: Tensor, path: Path) -> None:
     ax.set_title(f"box IoU (corloc: right class and IoU >= {IOU_THRESHOLD})")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class LocalizeTask(Task):

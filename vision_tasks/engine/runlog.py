@@ -8,7 +8,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from vision_tasks.fileio import atomic_path, atomic_write_text
+from vision_tasks.fileio import atomic_write_text
+from vision_tasks.plotting import pyplot, save_figure
 
 
 def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
@@ -26,10 +27,7 @@ def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Every numeric column against epoch, one small panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = [k for k in history[0] if k != "epoch" and isinstance(history[0][k], int | float)]
     if not keys:
@@ -47,9 +45,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class TensorBoardLog:
