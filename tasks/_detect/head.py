@@ -1,0 +1,140 @@
+"""The dense, anchor-free detection head: one prediction per feature-map point.
+
+Every point of every pyramid level predicts class logits and, for each side of its box
+(left, top, right, bottom), a distribution over ``reg_max`` distances in units of the
+level's stride (Generalized Focal Loss, Li et al., 2020); the box is the distribution's
+mean. Points are cell centres, so a box is decoded as ``(cx - l*s, cy - t*s, cx + r*s,
+cy + b*s)`` in input pixels. Nothing here depends on the batch size, and the decoding is
+a softmax, a matmul and additions, all of which export cleanly to ONNX.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vision_tasks.models.layers import ConvBlock
+from vision_tasks.models.necks import PyramidNeck
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """What turns dense outputs into at most ``max_detections`` boxes per image."""
+
+    score_threshold: float
+    iou_threshold: float
+    pre_nms_topk: int
+    max_detections: int
+
+
+def make_anchor_points(shapes: list[tuple[int, int]], strides: list[int]) -> tuple[Tensor, Tensor]:
+    """Cell centres of every level, finest first.
+
+    Args:
+        shapes: ``(height, width)`` of each level's map.
+        strides: input pixels per map pixel of each level.
+
+    Returns:
+        ``points`` float32 ``[A, 2]`` (x, y) in input pixels and ``point_strides`` float32
+        ``[A]``, with ``A = sum(h * w)``, row-major within a level.
+    """
+    points, point_strides = [], []
+    for (h, w), s in zip(shapes, strides, strict=True):
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                torch.arange(w, dtype=torch.float32), indexing="ij")
+        points.append(torch.stack([xs, ys], dim=-1).reshape(-1, 2).add(0.5).mul(s))
+        point_strides.append(torch.full((h * w,), float(s)))
+    return torch.cat(points), torch.cat(point_strides)
+
+
+def decode_distances(distances: Tensor, points: Tensor, point_strides: Tensor) -> Tensor:
+    """``(l, t, r, b)`` distances ``[..., A, 4]`` in strides -> boxes ``[..., A, 4]``
+    ``(x1, y1, x2, y2)`` in input pixels, around ``points`` ``[A, 2]``."""
+    scaled = distances * point_strides[:, None]
+    return torch.cat([points - scaled[..., :2], points + scaled[..., 2:]], dim=-1)
+
+
+def encode_distances(boxes: Tensor, points: Tensor, point_strides: Tensor) -> Tensor:
+    """The inverse of :func:`decode_distances`: boxes ``[..., A, 4]`` -> ``(l, t, r, b)`` in
+    strides (negative where a point lies outside its box)."""
+    lt = (points - boxes[..., :2]) / point_strides[:, None]
+    rb = (boxes[..., 2:] - points) / point_strides[:, None]
+    return torch.cat([lt, rb], dim=-1)
+
+
+class _Branch(nn.Sequential):
+    """Two 3x3 conv blocks and a 1x1 prediction conv: [N, c_in, H, W] -> [N, c_out, H, W]."""
+
+    def __init__(self, c_in: int, hidden: int, c_out: int, depth: int, act: str) -> None:
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(ConvBlock(c_in if i == 0 else hidden, hidden, 3, p=1, act=act))
+        layers.append(nn.Conv2d(hidden if depth else c_in, c_out, 1))
+        super().__init__(*layers)
+
+
+class DenseDetectHead(nn.Module):
+    """Neck maps -> dense raw outputs (decoupled class and box branches per level).
+
+    ``forward(maps: list[Tensor[N, channels, H_i, W_i]]) -> dict`` with
+
+    - ``cls``: float ``[N, A, C]`` class logits (sigmoid gives per-class scores);
+    - ``dist``: float ``[N, A, 4, reg_max]`` logits of each side's distance distribution;
+    - ``boxes``: float ``[N, A, 4]`` decoded ``(x1, y1, x2, y2)`` in input pixels, unclipped;
+    - ``points`` ``[A, 2]``, ``point_strides`` ``[A]``, ``bounds`` ``[4]`` = (W, H, W, H);
+    - ``features``: the neck maps (a mask branch can build on them).
+    """
+
+    def __init__(self, channels: int, shapes: list[tuple[int, int]], strides: list[int],
+                 num_classes: int, input_size: tuple[int, int], hidden: int, depth: int = 2,
+                 reg_max: int = 16, act: str = "silu", prior: float = 0.01) -> None:
+        super().__init__()
+        self.num_classes, self.reg_max = num_classes, reg_max
+        self.cls_branches = nn.ModuleList(_Branch(channels, hidden, num_classes, depth, act)
+                                          for _ in strides)
+        self.box_branches = nn.ModuleList(_Branch(channels, hidden, 4 * reg_max, depth, act)
+                                          for _ in strides)
+        for branch in self.cls_branches:
+            nn.init.constant_(branch[-1].bias, -math.log((1 - prior) / prior))
+        for branch in self.box_branches:
+            nn.init.zeros_(branch[-1].bias)
+        points, point_strides = make_anchor_points(shapes, strides)
+        self.register_buffer("points", points, persistent=False)
+        self.register_buffer("point_strides", point_strides, persistent=False)
+        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
+        h, w = input_size
+        self.register_buffer("bounds", torch.tensor([w, h, w, h], dtype=torch.float32),
+                             persistent=False)
+
+    def forward(self, maps: list[Tensor]) -> dict[str, Tensor | list[Tensor]]:
+        cls, dist = [], []
+        for x, cls_branch, box_branch in zip(maps, self.cls_branches, self.box_branches, strict=True):
+            cls.append(cls_branch(x).flatten(2))  # [N, C, h*w]
+            dist.append(box_branch(x).flatten(2))  # [N, 4*R, h*w]
+        cls_logits = torch.cat(cls, dim=2).transpose(1, 2)  # [N, A, C]
+        dist_logits = torch.cat(dist, dim=2).transpose(1, 2)  # [N, A, 4*R]
+        dist_logits = dist_logits.reshape(dist_logits.shape[0], -1, 4, self.reg_max)
+        distances = dist_logits.softmax(dim=-1).matmul(self.bins)  # [N, A, 4] in strides
+        boxes = decode_distances(distances, self.points, self.point_strides)
+        return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
+                "point_strides": self.point_strides, "bounds": self.bounds, "features": maps}
+
+
+class Detector(nn.Module):
+    """The task's head as the core sees it: neck + dense head (+ post-processing settings).
+
+    ``forward(features: list[Tensor]) -> dict`` (the backbone's stage list in; the dense
+    head's outputs out, plus ``"postprocess"``: :class:`PostprocessSettings`).
+    """
+
+    def __init__(self, neck: PyramidNeck, head: DenseDetectHead, settings: PostprocessSettings) -> None:
+        super().__init__()
+        self.neck = neck
+        self.head = head
+        self.settings = settings
+
+    def forward(self, features: list[Tensor]) -> dict:
+        return {**self.head(self.neck(features)), "postprocess": self.settings}

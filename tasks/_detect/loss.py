@@ -1,0 +1,91 @@
+"""The detection loss: IoU-aware BCE + CIoU + distribution focal loss, over assigned points.
+
+- class: binary cross-entropy of every point's logits against the assigner's soft targets
+  (the object's class gets the normalised alignment, an IoU estimate; the rest 0), summed
+  and divided by the sum of the targets; points inside crowd regions that learn no object
+  are left out (neither positive nor negative);
+- box: complete-IoU loss of each foreground point's box, weighted by its class target;
+- dfl: distribution focal loss: cross-entropy of each side's distance distribution with the
+  two bins around the true distance, weighted by their closeness (GFL, Li et al., 2020).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import complete_box_iou_loss
+
+from tasks._detect.assigner import Assignment, points_in_boxes, task_aligned_assign
+from tasks._detect.head import encode_distances
+
+
+@dataclass
+class DetectLossConfig:
+    cls: float = 0.5  # weight of the IoU-aware binary cross-entropy
+    box: float = 7.5  # weight of the complete-IoU loss
+    dfl: float = 1.5  # weight of the distribution focal loss
+    topk: int = 10  # points the assigner gives each object at most
+    alpha: float = 1.0  # class-score exponent of the assigner's alignment
+    beta: float = 6.0  # IoU exponent of the assigner's alignment
+
+
+def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """``logits`` ``[P, 4, R]``, ``target`` distances ``[P, 4]`` in bins (``0 <= t < R - 1``)
+    -> loss ``[P]`` (mean over the 4 sides)."""
+    left = target.floor().long()
+    right = left + 1
+    w_left = right.float() - target
+    w_right = 1.0 - w_left
+    flat = logits.reshape(-1, logits.shape[-1])
+    loss = (F.cross_entropy(flat, left.reshape(-1), reduction="none") * w_left.reshape(-1)
+            + F.cross_entropy(flat, right.reshape(-1), reduction="none") * w_right.reshape(-1))
+    return loss.view(target.shape).mean(dim=-1)
+
+
+class DetectLoss(nn.Module):
+    """``loss(outputs, targets) -> (total, {"cls", "box", "dfl"})``.
+
+    ``outputs``: the head's dict (``cls`` [N, A, C], ``dist`` [N, A, 4, R], ``boxes``
+    [N, A, 4], ``points``, ``point_strides``). ``targets``: ``labels`` int64 [N, M] (-1 =
+    padding), ``boxes`` float [N, M, 4] and ``crowd`` float [N, K, 4] (x1, y1, x2, y2 input
+    pixels; zero boxes are padding).
+    """
+
+    def __init__(self, cfg: DetectLossConfig, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.last_assignment: Assignment | None = None  # for a mask branch built on top
+
+    def forward(self, outputs: dict, targets: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        cls_logits, dist, boxes = outputs["cls"], outputs["dist"], outputs["boxes"]
+        points, strides = outputs["points"], outputs["point_strides"]
+        gt_labels = targets["labels"]
+        gt_boxes = targets["boxes"].to(boxes.dtype)
+        assign = task_aligned_assign(cls_logits.detach().sigmoid(), boxes.detach(), points, strides,
+                                     gt_labels, gt_boxes, self.cfg.topk, self.cfg.alpha,
+                                     self.cfg.beta)
+        self.last_assignment = assign
+        fg = assign.foreground
+        norm = assign.scores.sum().clamp(min=1.0)
+
+        bce = F.binary_cross_entropy_with_logits(cls_logits, assign.scores, reduction="none")
+        crowd = targets.get("crowd")
+        if crowd is not None and crowd.shape[1] > 0:
+            ignored = points_in_boxes(points, crowd.to(boxes.dtype)).any(dim=1) & ~fg  # [N, A]
+            bce = bce * (~ignored)[..., None]
+        loss_cls = bce.sum() / norm
+
+        if bool(fg.any()):
+            weight = assign.scores.sum(dim=-1)[fg]  # [P]
+            loss_box = (complete_box_iou_loss(boxes[fg], assign.boxes[fg], reduction="none")
+                        * weight).sum() / norm
+            reg_max = dist.shape[-1]
+            target = encode_distances(assign.boxes, points, strides)[fg].clamp(0, reg_max - 1.01)
+            loss_dfl = (distribution_focal_loss(dist[fg], target) * weight).sum() / norm
+        else:
+            loss_box = loss_dfl = boxes.sum() * 0.0
+        total = self.cfg.cls * loss_cls + self.cfg.box * loss_box + self.cfg.dfl * loss_dfl
+        return total, {"cls": loss_cls.detach(), "box": loss_box.detach(), "dfl": loss_dfl.detach()}

@@ -1,0 +1,203 @@
+"""Multi-object data sets from COCO json: every object of every image, for detection.
+
+The pipeline of an item: decode -> letterbox to the model input (as the ONNX contract) ->
+map the boxes into input pixels with the same :class:`~vision_tasks.imaging.Letterbox` ->
+(training) albumentations with the boxes carried through every geometric op.
+
+Crowd regions (``iscrowd: 1``) are not objects: they travel apart (``crowd``), so training
+can leave the points inside them out of the loss, and the evaluator hands them to COCOeval
+as crowd. Images without any object are kept (they teach the background). Each item also
+carries its image's ground truth as written in the file (original pixels and category
+ids) and its Letterbox, so predictions can be scored in original coordinates.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from torch.utils.data import Dataset
+
+from vision_tasks.data.coco import CocoImage, read_coco
+from vision_tasks.data.single_object import coco_split
+from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
+from vision_tasks.errors import DataError
+from vision_tasks.imaging import ImageError, letterbox, load_image
+
+MIN_BOX_SIDE = 1.0  # input pixels; smaller boxes (after letterbox / augmentation) are dropped
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, RLE with list or string counts) -> bool ``[H, W]``."""
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
+        if not polygons:
+            return np.zeros((height, width), bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    elif isinstance(segmentation, dict):
+        counts = segmentation["counts"]
+        rle = {"size": segmentation["size"],
+               "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise ValueError(f"unsupported segmentation {type(segmentation).__name__}; expected "
+                         "polygons (a list) or RLE (a dict with size and counts)")
+    return mask_utils.decode(rle).astype(bool)
+
+
+class DetectionDataset(Dataset):
+    """Items: ``(image uint8 [3, S, S] letterboxed, target dict)`` with
+
+    - ``boxes`` float32 ``[M, 4]`` and ``labels`` int64 ``[M]``: the objects, ``(x1, y1, x2, y2)``
+      in model-input pixels (after letterbox and augmentation), class indices of the model;
+    - ``crowd`` float32 ``[K, 4]``: crowd regions, same frame;
+    - ``letterbox``: the image's :meth:`Letterbox.to_dict`;
+    - ``coco``: ``{"image_id", "width", "height", "annotations": [{"bbox": [x, y, w, h],
+      "category_id", "iscrowd", "area"}]}`` as in the file (original pixels and ids);
+    - ``category_ids``: original id per model class index (None: not in this file).
+
+    A file that fails to decode is reported once and replaced by the next good one.
+    """
+
+    def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
+                 augment: Any = None, class_names: list[str] | None = None, seed: int = 0) -> None:
+        index = read_coco(annotations, images, key)
+        self.annotation_file = index.annotation_file
+        self.key, self.image_size, self.augment, self.seed = key, image_size, augment, seed
+        remap = list(range(len(index.class_names)))
+        self.class_names = list(index.class_names)
+        self.category_ids: list[int | None] = list(index.category_ids)
+        if class_names is not None:
+            extra = sorted(set(index.class_names) - set(class_names))
+            if extra:
+                raise DataError(f"{key}: {index.annotation_file} has categories the model does "
+                                f"not know: {extra}; known classes: {class_names}")
+            remap = [class_names.index(name) for name in index.class_names]
+            ids = dict(zip(index.class_names, index.category_ids, strict=True))
+            self.class_names = list(class_names)
+            self.category_ids = [ids.get(name) for name in class_names]
+        self.remap = remap
+        self.file_ids = list(index.category_ids)
+        self.images: list[CocoImage] = list(index.images)
+        if not self.images:
+            raise DataError(f"{key}: {index.annotation_file} lists no images; add images or "
+                            "point the config at another file")
+        self.objects = sum(1 for im in self.images for a in im.annotations if not a.iscrowd)
+        self.crowd = sum(1 for im in self.images for a in im.annotations if a.iscrowd)
+        self._warned: set[Path] = set()
+
+    def summary(self) -> str:
+        return (f"{len(self.images)} images, {self.objects} objects, {self.crowd} crowd regions, "
+                f"{len(self.class_names)} classes")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Letterboxed ``uint8 [S, S, 3]`` image of item ``index`` (the next decodable one when
+        its file is bad) and its un-augmented target (boxes as numpy arrays)."""
+        for attempt in range(len(self.images)):
+            record = self.images[(index + attempt) % len(self.images)]
+            try:
+                image = load_image(record.path)
+            except ImageError as err:
+                self._warn_once(record.path, f"skipping bad image: {err}")
+                continue
+            return self._prepare(record, image)
+        raise DataError(f"{self.key}: no image of {self.annotation_file} could be decoded")
+
+    def _prepare(self, record: CocoImage, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        height, width = image.shape[:2]
+        if None not in (record.width, record.height) and (record.width, record.height) != (width, height):
+            self._warn_once(record.path, f"{self.annotation_file}: {record.file_name} is {width}x"
+                            f"{height} but the file says {record.width}x{record.height} (EXIF "
+                            "rotation?); its boxes may be off")
+        boxed, lb = letterbox(image, self.image_size)
+        objects = [a for a in record.annotations if not a.iscrowd]
+        crowds = [a for a in record.annotations if a.iscrowd]
+        gt = [{"bbox": [a.box[0], a.box[1], a.box[2] - a.box[0], a.box[3] - a.box[1]],
+               "category_id": self.file_ids[a.category], "iscrowd": int(a.iscrowd),
+               "area": float(a.area)} for a in record.annotations]
+        target = {
+            "boxes": self._to_input(lb, [a.box for a in objects], width, height),
+            "labels": np.array([self.remap[a.category] for a in objects], np.int64),
+            "crowd": self._to_input(lb, [a.box for a in crowds], width, height),
+            "letterbox": lb.to_dict(),
+            "coco": {"image_id": record.id, "width": width, "height": height, "annotations": gt},
+            "category_ids": self.category_ids,
+        }
+        return boxed, target
+
+    def _to_input(self, lb: Any, boxes: list, width: int, height: int) -> np.ndarray:
+        b = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, [width, height, width, height])
+        return np.clip(lb.boxes_to_input(b), 0.0, float(self.image_size)).astype(np.float32)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, target = self.load(index)
+        if self.augment is not None:
+            image = self._augment(image, target, sample_seed(self.seed, epoch, index))
+        keep = ((target["boxes"][:, 2:] - target["boxes"][:, :2]) >= MIN_BOX_SIDE).all(axis=1)
+        target["boxes"], target["labels"] = target["boxes"][keep], target["labels"][keep]
+        return to_chw_tensor(image), target
+
+    def _augment(self, image: np.ndarray, target: dict[str, Any], seed: int) -> np.ndarray:
+        """Augment the image and move objects and crowd regions with it (in place)."""
+        objects, crowds = target["boxes"], target["crowd"]
+        boxes = np.concatenate([objects, crowds])
+        keep = ((boxes[:, 2:] - boxes[:, :2]) > 0).all(axis=1)
+        ids = np.flatnonzero(keep)
+        self.augment.set_random_seed(seed % 2**32)
+        out = self.augment(image=image, bboxes=boxes[keep].reshape(-1, 4), labels=ids.tolist())
+        moved = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        src = np.asarray(out["labels"], np.int64)
+        is_obj = src < len(objects)
+        target["boxes"] = moved[is_obj]
+        target["labels"] = target["labels"][src[is_obj]]
+        target["crowd"] = moved[~is_obj]
+        return out["image"]
+
+    def _warn_once(self, path: Path, message: str) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(message, stacklevel=2)
+
+
+def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]
+                      ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Items -> ``(images uint8 [N, 3, S, S], targets)``; targets pad objects to the batch's
+    most: ``boxes`` float32 [N, M, 4], ``labels`` int64 [N, M] (-1 = padding), ``crowd``
+    float32 [N, K, 4] (zero boxes = padding), plus the lists ``letterbox`` and ``coco`` and
+    ``category_ids`` (of the first item; one data set per batch)."""
+    images, targets = zip(*batch, strict=True)
+    n = len(targets)
+    m = max((len(t["labels"]) for t in targets), default=0)
+    k = max((len(t["crowd"]) for t in targets), default=0)
+    boxes = torch.zeros(n, m, 4)
+    labels = torch.full((n, m), -1, dtype=torch.int64)
+    crowd = torch.zeros(n, k, 4)
+    for i, t in enumerate(targets):
+        boxes[i, : len(t["labels"])] = torch.as_tensor(t["boxes"])
+        labels[i, : len(t["labels"])] = torch.as_tensor(t["labels"])
+        crowd[i, : len(t["crowd"])] = torch.as_tensor(t["crowd"])
+    return torch.stack(images), {
+        "boxes": boxes, "labels": labels, "crowd": crowd,
+        "letterbox": [t["letterbox"] for t in targets], "coco": [t["coco"] for t in targets],
+        "category_ids": targets[0]["category_ids"],
+    }
+
+
+def build_detection(cfg: Any, split: str, train: bool, class_names: list[str] | None = None,
+                    log: Any = print) -> DetectionDataset:
+    """The multi-object set of ``data.<split>`` (training augmentation if ``train``)."""
+    annotations, images = coco_split(cfg, split)
+    augment = build_augment(cfg.data.augment, with_boxes=True) if train else None
+    dataset = DetectionDataset(annotations, images, f"data.{split}", cfg.data.image_size,
+                               augment, class_names, cfg.train.seed)
+    log(f"data.{split}: {annotations}: {dataset.summary()}")
+    return dataset

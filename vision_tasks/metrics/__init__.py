@@ -1,0 +1,1 @@
+"""Metrics shared by tasks (COCOeval for boxes and masks)."""
