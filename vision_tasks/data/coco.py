@@ -97,6 +97,24 @@ class CocoIndex:
         """Contiguous class index of an original COCO category id."""
         return self.category_ids.index(category_id)
 
+    def map_to_model(self, class_names: list[str] | None,
+                     key: str) -> tuple[list[int], list[str], list[int | None]]:
+        """How this file's classes map onto a model's ``class_names`` (None: the file's own).
+
+        Returns ``(remap, class_names, category_ids)``: ``remap[i]`` is the model index of the
+        file's class ``i``; ``category_ids[j]`` is the original id of model class ``j`` (None
+        for a model class this file lacks). A file class the model does not know is an error.
+        """
+        if class_names is None:
+            return list(range(len(self.class_names))), list(self.class_names), list(self.category_ids)
+        extra = sorted(set(self.class_names) - set(class_names))
+        if extra:
+            raise DataError(f"{key}: {self.annotation_file} has categories the model does "
+                            f"not know: {extra}; known classes: {class_names}")
+        ids = dict(zip(self.class_names, self.category_ids, strict=True))
+        return ([class_names.index(name) for name in self.class_names], list(class_names),
+                [ids.get(name) for name in class_names])
+
 
 def safe_image_path(root: Path, file_name: Any, where: str) -> Path:
     """``root / file_name`` after checking that ``file_name`` cannot leave ``root``.

@@ -69,19 +69,7 @@ class DetectionDataset(Dataset):
         index = read_coco(annotations, images, key)
         self.annotation_file = index.annotation_file
         self.key, self.image_size, self.augment, self.seed = key, image_size, augment, seed
-        remap = list(range(len(index.class_names)))
-        self.class_names = list(index.class_names)
-        self.category_ids: list[int | None] = list(index.category_ids)
-        if class_names is not None:
-            extra = sorted(set(index.class_names) - set(class_names))
-            if extra:
-                raise DataError(f"{key}: {index.annotation_file} has categories the model does "
-                                f"not know: {extra}; known classes: {class_names}")
-            remap = [class_names.index(name) for name in index.class_names]
-            ids = dict(zip(index.class_names, index.category_ids, strict=True))
-            self.class_names = list(class_names)
-            self.category_ids = [ids.get(name) for name in class_names]
-        self.remap = remap
+        self.remap, self.class_names, self.category_ids = index.map_to_model(class_names, key)
         self.file_ids = list(index.category_ids)
         self.images: list[CocoImage] = list(index.images)
         if not self.images:

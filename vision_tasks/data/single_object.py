@@ -100,18 +100,7 @@ class SingleObjectDataset(Dataset):
         if not pairs:
             raise DataError(f"{key}: {index.annotation_file} has no usable single-object image "
                             f"({self.report.line()}); try task_options.multi_object: largest")
-        remap = list(range(len(index.class_names)))
-        self.class_names = list(index.class_names)
-        self.category_ids: list[int | None] = list(index.category_ids)
-        if class_names is not None:
-            extra = sorted(set(index.class_names) - set(class_names))
-            if extra:
-                raise DataError(f"{key}: {index.annotation_file} has categories the model does "
-                                f"not know: {extra}; known classes: {class_names}")
-            remap = [class_names.index(name) for name in index.class_names]
-            ids = dict(zip(index.class_names, index.category_ids, strict=True))
-            self.class_names = list(class_names)
-            self.category_ids = [ids.get(name) for name in class_names]
+        remap, self.class_names, self.category_ids = index.map_to_model(class_names, key)
         self.items = [(image, remap[obj.category], obj.box) for image, obj in pairs]
         self.key = key
         self.image_size = image_size
