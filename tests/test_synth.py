@@ -69,6 +69,8 @@ def test_coco_annotations_load_and_match_decoded_masks(tmp_path):
         assert len(coco.getImgIds()) == n
         for img in coco.loadImgs(coco.getImgIds()):
             assert (tmp_path / split / "images" / img["file_name"]).is_file()
+            # predict takes a numeric file stem as the COCO image id: they must agree
+            assert int(Path(img["file_name"]).stem) == img["id"]
         anns = coco.loadAnns(coco.getAnnIds())
         assert anns and len(anns) == summary["splits"][split]["annotations"]
         for ann in anns:

@@ -293,7 +293,7 @@ def write_coco(
     occlusion: bool = True,
     overwrite: bool = False,
 ) -> dict:
-    """Write a COCO-style set: ``out/<split>/images/<06d>.png`` + ``out/<split>/annotations.json``.
+    """Write a COCO-style set: ``out/<split>/images/<image id:06d>.png`` + ``annotations.json``.
 
     Each image holds a uniform random count in ``[min_objects, max_objects]`` before drops.
     Category id = label + 1; image ids = index + 1; bbox ``[x, y, w, h]`` and area (pixel
@@ -323,7 +323,7 @@ def write_coco(
             rng = np.random.default_rng([seed, split_id, index])
             count = int(rng.integers(min_objects, max_objects + 1))
             image, objects = render_scene(rng, size, count, occlusion)
-            file_name = f"{index:06d}.png"
+            file_name = f"{index + 1:06d}.png"  # the stem is the image id, as in COCO
             _write_png(image_dir / file_name, image)
             images.append({"id": index + 1, "file_name": file_name, "width": size, "height": size})
             for obj in objects:
