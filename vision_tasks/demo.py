@@ -21,8 +21,8 @@ from vision_tasks.engine.validate import validate_model
 from vision_tasks.errors import ConfigError, VisionTasksError
 from vision_tasks.task_api import get_task
 
-# Synthetic set sizes of the demo (images per split, pixels).
-DEMO_DATA = {"n_train": 1500, "n_val": 300, "size": 64}
+# Synthetic set sizes of the demo (images per split); the image side is the task's synth_size.
+DEMO_DATA = {"n_train": 1500, "n_val": 300}
 
 
 def find_config(task: str) -> Path:
@@ -41,10 +41,11 @@ def run_demo(args: argparse.Namespace, run_verb: Callable[[list[str]], int]) -> 
     out = Path(args.out)
     data_dir = out / "data"
     print(f"[1/5] synthesizing a {args.task} shapes set in {data_dir}")
-    task.synthesize(data_dir, DEMO_DATA["n_train"], DEMO_DATA["n_val"], DEMO_DATA["size"], seed=0)
+    size = task.synth_size
+    task.synthesize(data_dir, DEMO_DATA["n_train"], DEMO_DATA["n_val"], size, seed=0)
 
     config_path = find_config(args.task)
-    overrides = [*task.demo_overrides(data_dir), f"data.image_size={DEMO_DATA['size']}",
+    overrides = [*task.demo_overrides(data_dir), f"data.image_size={size}",
                  *args.overrides]
     cfg = load_config(config_path, overrides)
     print(f"[2/5] training {config_path.name} ({cfg.model.backbone.name}, {cfg.train.epochs} epochs)")
