@@ -29,17 +29,10 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Average the parameters; copy the buffers. Both modules list them in the same order."""
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        ema_state = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            target = ema_state[key]
-            if target.dtype.is_floating_point and key in self._param_keys():
-                target.mul_(d).add_(value.detach(), alpha=1 - d)
-            else:
-                target.copy_(value)
-
-    def _param_keys(self) -> set[str]:
-        if not hasattr(self, "_keys"):
-            self._keys = {name for name, _ in self.module.named_parameters()}
-        return self._keys
+        for target, value in zip(self.module.parameters(), model.parameters(), strict=True):
+            target.mul_(d).add_(value.detach(), alpha=1 - d)
+        for target, value in zip(self.module.buffers(), model.buffers(), strict=True):
+            target.copy_(value)
