@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from export.runtime import Predictor
 from vision_tasks.config import apply_overrides, config_from_dict
-from vision_tasks.engine.evaluate import make_loader
+from vision_tasks.engine.evaluate import make_loader, score_batches
 from vision_tasks.errors import ConfigError
 from vision_tasks.task_api import Evaluator, get_task
 
@@ -37,10 +36,10 @@ def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None
     names = list(meta.class_names)
     dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
     loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
-    evaluator = task.make_evaluator(names)
     desc = f"val onnx ({predictor.provider.removesuffix('ExecutionProvider')})"
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+
+    def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:
         nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()  # uint8 [N, 3, S, S] -> [N, S, S, 3]
-        outputs = predictor.run(nhwc)
-        evaluator.update({k: torch.from_numpy(v) for k, v in outputs.items()}, targets)
-    return evaluator.compute(), evaluator
+        return {k: torch.from_numpy(v) for k, v in predictor.run(nhwc).items()}
+
+    return score_batches(predict, task, loader, names, progress, desc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,28 @@ def make_loader(task: Task, dataset: Dataset, batch_size: int, workers: int, sam
                       generator=torch.Generator().manual_seed(seed))
 
 
+def score_batches(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], task: Task,
+                  loader: DataLoader, class_names: list[str], progress: bool = True,
+                  desc: str = "val") -> tuple[dict[str, Any], Any]:
+    """Feed every batch (uint8 images [N, 3, S, S]) to ``predict`` and score its contract
+    outputs (CPU tensors) with the task's evaluator; returns (metrics, evaluator)."""
+    evaluator = task.make_evaluator(class_names)
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        evaluator.update(predict(images), targets)
+    return evaluator.compute(), evaluator
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, loader: DataLoader, class_names: list[str],
              device: torch.device, progress: bool = True, desc: str = "val") -> tuple[dict[str, Any], Any]:
-    """Metrics of ``model`` on ``loader``; returns (metrics, evaluator) so plots can be drawn."""
+    """Metrics of the PyTorch ``model`` on ``loader``; returns (metrics, evaluator)."""
     model.eval()
-    evaluator = task.make_evaluator(class_names)
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-        outputs = model(images.to(device, non_blocking=True).float())
-        predictions = task.postprocess(outputs)
-        evaluator.update({k: v.float().cpu() if v.is_floating_point() else v.cpu()
-                          for k, v in predictions.items()}, targets)
-    return evaluator.compute(), evaluator
+
+    def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = task.postprocess(model(images.to(device, non_blocking=True).float()))
+        return {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in outputs.items()}
+
+    return score_batches(predict, task, loader, class_names, progress, desc)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
