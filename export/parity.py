@@ -13,6 +13,15 @@ integers (labels, num_detections)   exact            reported only
 ==================================  ===============  ==================
 
 ``side`` is the larger input side (64 px: 0.0064 px fp32, 0.32 px fp16).
+
+Detections (detect, segment) are compared as sets, not slot by slot: two runtimes may break
+an exact tie between scores differently (which of two equal-score boxes NMS keeps, which
+candidates make the top-k cut), which moves detections between slots or swaps a marginal
+one for another. So each image's PyTorch detections are matched to onnxruntime's by label
+and box (within the box tolerance, closest score first); boxes, scores and masks must agree
+within the tolerances above on every matched pair, and at most ``UNMATCHED_TOL`` of the
+detections (2 % fp32, 10 % fp16) may be left without a partner (reported as
+``unmatched``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from vision_tasks.task_api import Task
 
 PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}
 BOX_TOL_PER_PIXEL = {"fp32": 1e-4, "fp16": 5e-3}
+UNMATCHED_TOL = {"fp32": 0.02, "fp16": 0.10}
 CHECK_IMAGES = 16
 
 
@@ -114,6 +124,8 @@ def _tolerance(name: str, value: np.ndarray, precision: str, side: int) -> float
 def compare(reference: dict[str, np.ndarray], actual: dict[str, np.ndarray], precision: str,
             side: int) -> list[OutputDiff]:
     """Per-output max abs difference and its tolerance (see the module docstring)."""
+    if "num_detections" in reference:
+        return compare_detections(reference, actual, precision, side)
     diffs = []
     for name, ref in reference.items():
         got = actual[name]
@@ -122,6 +134,60 @@ def compare(reference: dict[str, np.ndarray], actual: dict[str, np.ndarray], pre
                                    f"onnxruntime but {ref.shape} in PyTorch")
         diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)), initial=0.0))
         diffs.append(OutputDiff(name, diff, _tolerance(name, ref, precision, side)))
+    return diffs
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+
+
+def match_detections(ref_boxes: np.ndarray, ref_labels: np.ndarray, ref_scores: np.ndarray,
+                     boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                     box_tol: float) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)`` of one image's reference detection ``i`` and actual detection ``j``:
+    same label, every box coordinate within ``box_tol``; greedily in reference order, each
+    taking the free partner with the closest score."""
+    if not len(ref_boxes) or not len(boxes):
+        return []
+    box_diff = np.abs(ref_boxes[:, None].astype(np.float64) - boxes[None]).max(axis=-1)
+    ok = (box_diff <= box_tol) & (ref_labels[:, None] == labels[None])
+    cost = np.where(ok, np.abs(ref_scores[:, None].astype(np.float64) - scores[None]), np.inf)
+    pairs = []
+    for i in range(len(ref_boxes)):
+        j = int(np.argmin(cost[i]))
+        if np.isfinite(cost[i, j]):
+            pairs.append((i, j))
+            cost[:, j] = np.inf
+    return pairs
+
+
+def compare_detections(reference: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+                       precision: str, side: int) -> list[OutputDiff]:
+    """Set-wise comparison of detection outputs (see the module docstring)."""
+    for name, ref in reference.items():
+        if actual[name].shape != ref.shape:
+            raise ExportCheckError(f"export check: output '{name}' has shape {actual[name].shape} "
+                                   f"in onnxruntime but {ref.shape} in PyTorch")
+    box_tol = BOX_TOL_PER_PIXEL[precision] * side
+    floats = [n for n in ("boxes", "scores", "masks") if n in reference]
+    worst = dict.fromkeys(floats, 0.0)
+    total = unmatched = 0
+    for i in range(len(reference["num_detections"])):
+        n, m = int(reference["num_detections"][i]), int(actual["num_detections"][i])
+        pairs = match_detections(reference["boxes"][i, :n], reference["labels"][i, :n],
+                                 reference["scores"][i, :n], actual["boxes"][i, :m],
+                                 actual["labels"][i, :m], actual["scores"][i, :m], box_tol)
+        total += max(n, m)
+        unmatched += max(n, m) - len(pairs)
+        if pairs:
+            r, a = (np.array(ix) for ix in zip(*pairs, strict=True))
+            for name in floats:
+                worst[name] = max(worst[name], _max_diff(reference[name][i, r], actual[name][i, a]))
+    diffs = [OutputDiff(name, worst[name], _tolerance(name, reference[name], precision, side))
+             for name in floats]
+    counts = _max_diff(reference["num_detections"], actual["num_detections"])
+    diffs.append(OutputDiff("num_detections", counts, None))
+    diffs.append(OutputDiff("unmatched", unmatched / max(total, 1), UNMATCHED_TOL[precision]))
     return diffs
 
 
@@ -147,8 +213,10 @@ def check_parity(model_bytes: bytes, reference: torch.nn.Module, images: np.ndar
     report = ParityReport(len(images), source, precision, info.provider, diffs)
     if not report.ok:
         worst = next(d for d in report.diffs if not d.ok)
-        raise ExportCheckError(f"export check failed: output '{worst.name}' differs by up to "
-                               f"{worst.max_abs_diff:.3e} (tolerance {worst.tolerance:.0e}) "
-                               f"between PyTorch and onnxruntime on {source}; the file was not "
-                               "written. " + report.summary())
+        what = (f"{worst.max_abs_diff:.1%} of the detections have no partner (tolerance "
+                f"{worst.tolerance:.0%})" if worst.name == "unmatched" else
+                f"output '{worst.name}' differs by up to {worst.max_abs_diff:.3e} (tolerance "
+                f"{worst.tolerance:.0e})")
+        raise ExportCheckError(f"export check failed: {what} between PyTorch and onnxruntime "
+                               f"on {source}; the file was not written. " + report.summary())
     return report

@@ -29,7 +29,7 @@ from tasks._detect.head import PostprocessSettings
 
 
 def detections_fixed_k(boxes: Tensor, scores: Tensor, bounds: Tensor,
-                       settings: PostprocessSettings) -> dict[str, Tensor]:
+                       settings: PostprocessSettings, with_index: bool = False) -> dict[str, Tensor]:
     """Score threshold, top-k and class-aware NMS, padded to ``K = settings.max_detections``.
 
     Args:
@@ -37,6 +37,9 @@ def detections_fixed_k(boxes: Tensor, scores: Tensor, bounds: Tensor,
         scores: float ``[N, A, C]`` per-class probabilities.
         bounds: float ``[4]`` = ``(W, H, W, H)`` of the input; boxes are clipped to it.
         settings: thresholds and sizes.
+        with_index: also return ``point_index`` int64 ``[N, K]``, the point (index into
+            ``A``) each detection came from (0 for empty rows), so a mask branch can gather
+            that point's coefficients.
 
     Returns:
         ``boxes`` float32 ``[N, K, 4]`` (x1, y1, x2, y2 input pixels), ``scores`` float32
@@ -58,12 +61,13 @@ def detections_fixed_k(boxes: Tensor, scores: Tensor, bounds: Tensor,
     s, b, lab = top_scores.reshape(-1), image.reshape(-1), label.reshape(-1)
     bx = top_boxes.reshape(-1, 4)
     keep = torch.nonzero(s > settings.score_threshold).reshape(-1)
+    pt = point.reshape(-1)[keep]
     s, b, lab, bx = s[keep], b[keep], lab[keep], bx[keep]
     shift_x = b.to(bx.dtype) * (bounds[0] + 1)
     shift_y = lab.to(bx.dtype) * (bounds[1] + 1)
     shift = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=1)
     kept = nms(bx + shift, s, settings.iou_threshold)  # indices, by decreasing score
-    s, b, lab, bx = s[kept], b[kept], lab[kept], bx[kept]
+    s, b, lab, bx, pt = s[kept], b[kept], lab[kept], bx[kept], pt[kept]
 
     # Rank of each detection within its image, then scatter into [N, K] slots.
     images = torch.ones_like(top_scores[:, 0], dtype=torch.long).cumsum(0) - 1  # [N]
@@ -76,6 +80,8 @@ def detections_fixed_k(boxes: Tensor, scores: Tensor, bounds: Tensor,
     out_scores = zeros.scatter(0, slot, s[fits])
     out_labels = zeros.long().scatter(0, slot, lab[fits])
     out_boxes = zeros[:, None].repeat(1, 4).scatter(0, slot[:, None].expand(-1, 4), bx[fits])
-    return {"boxes": out_boxes.reshape(-1, k_out, 4), "scores": out_scores.reshape(-1, k_out),
-            "labels": out_labels.reshape(-1, k_out),
-            "num_detections": counts.clamp(max=k_out)}
+    out = {"boxes": out_boxes.reshape(-1, k_out, 4), "scores": out_scores.reshape(-1, k_out),
+           "labels": out_labels.reshape(-1, k_out), "num_detections": counts.clamp(max=k_out)}
+    if with_index:
+        out["point_index"] = zeros.long().scatter(0, slot, pt[fits]).reshape(-1, k_out)
+    return out

@@ -6,7 +6,9 @@ map the boxes into input pixels with the same :class:`~vision_tasks.imaging.Lett
 
 Crowd regions (``iscrowd: 1``) are not objects: they travel apart (``crowd``), so training
 can leave the points inside them out of the loss, and the evaluator hands them to COCOeval
-as crowd. Images without any object are kept (they teach the background). Each item also
+as crowd. With ``masks`` (task ``segment``), each object's polygons or RLE are decoded in
+the original image, letterboxed with the image, carried through the same augmentation, and
+area-averaged down to the mask stride (soft edges). Images without any object are kept (they teach the background). Each item also
 carries its image's ground truth as written in the file (original pixels and category
 ids) and its Letterbox, so predictions can be scored in original coordinates.
 """
@@ -17,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
@@ -29,6 +32,7 @@ from vision_tasks.errors import DataError
 from vision_tasks.imaging import ImageError, letterbox, load_image
 
 MIN_BOX_SIDE = 1.0  # input pixels; smaller boxes (after letterbox / augmentation) are dropped
+MASK_STRIDE = 4  # input pixels per mask-target pixel (the segment contract's H/4)
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -59,14 +63,23 @@ class DetectionDataset(Dataset):
     - ``letterbox``: the image's :meth:`Letterbox.to_dict`;
     - ``coco``: ``{"image_id", "width", "height", "annotations": [{"bbox": [x, y, w, h],
       "category_id", "iscrowd", "area"}]}`` as in the file (original pixels and ids);
-    - ``category_ids``: original id per model class index (None: not in this file).
+    - ``category_ids``: original id per model class index (None: not in this file);
+    - with ``masks``: ``masks`` uint8 ``[M, S/4, S/4]`` (0..255, each object's mask
+      area-averaged to the mask stride) and ``mask_valid`` bool ``[M]`` (False: the object
+      has no segmentation in the file); the ``coco`` annotations then carry their
+      ``segmentation`` too.
 
     A file that fails to decode is reported once and replaced by the next good one.
     """
 
     def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
-                 augment: Any = None, class_names: list[str] | None = None, seed: int = 0) -> None:
+                 augment: Any = None, class_names: list[str] | None = None, seed: int = 0,
+                 masks: bool = False) -> None:
         index = read_coco(annotations, images, key)
+        self.masks = masks
+        if masks and image_size % MASK_STRIDE:
+            raise DataError(f"data.image_size: {image_size} is not a multiple of {MASK_STRIDE}; "
+                            "masks are learnt at a quarter of the input size")
         self.annotation_file = index.annotation_file
         self.key, self.image_size, self.augment, self.seed = key, image_size, augment, seed
         self.remap, self.class_names, self.category_ids = index.map_to_model(class_names, key)
@@ -111,6 +124,10 @@ class DetectionDataset(Dataset):
         gt = [{"bbox": [a.box[0], a.box[1], a.box[2] - a.box[0], a.box[3] - a.box[1]],
                "category_id": self.file_ids[a.category], "iscrowd": int(a.iscrowd),
                "area": float(a.area)} for a in record.annotations]
+        if self.masks:
+            for entry, a in zip(gt, record.annotations, strict=True):
+                entry["segmentation"] = (a.segmentation if _has_segmentation(a.segmentation)
+                                         else _box_polygon(a.box))
         target = {
             "boxes": self._to_input(lb, [a.box for a in objects], width, height),
             "labels": np.array([self.remap[a.category] for a in objects], np.int64),
@@ -119,7 +136,39 @@ class DetectionDataset(Dataset):
             "coco": {"image_id": record.id, "width": width, "height": height, "annotations": gt},
             "category_ids": self.category_ids,
         }
+        if self.masks:
+            target["masks"], target["mask_valid"] = self._object_masks(record, objects, lb, width,
+                                                                       height)
         return boxed, target
+
+    def _object_masks(self, record: CocoImage, objects: list, lb: Any, width: int,
+                      height: int) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``[M, S, S]`` (0/255) letterboxed masks of ``objects`` and their validity."""
+        size = self.image_size
+        masks = np.zeros((len(objects), size, size), np.uint8)
+        valid = np.zeros(len(objects), bool)
+        new_w, new_h = (min(size, max(1, round(v * lb.scale))) for v in (width, height))
+        for i, a in enumerate(objects):
+            if not _has_segmentation(a.segmentation):
+                continue
+            try:
+                full = decode_segmentation(a.segmentation, height, width)
+            except (ValueError, TypeError, KeyError) as err:
+                self._warn_once(record.path, f"{self.annotation_file}: a segmentation of "
+                                f"{record.file_name} cannot be decoded ({err}); that object "
+                                "takes no mask loss")
+                continue
+            if full.shape != (height, width):
+                self._warn_once(record.path, f"{self.annotation_file}: an RLE of "
+                                f"{record.file_name} is {full.shape[1]}x{full.shape[0]}, the "
+                                f"image {width}x{height}; that object takes no mask loss")
+                continue
+            small = full.astype(np.uint8) * 255
+            if (new_w, new_h) != (width, height):
+                small = cv2.resize(small, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+            masks[i, lb.pad_y:lb.pad_y + new_h, lb.pad_x:lb.pad_x + new_w] = small
+            valid[i] = True
+        return masks, valid
 
     def _to_input(self, lb: Any, boxes: list, width: int, height: int) -> np.ndarray:
         b = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, [width, height, width, height])
@@ -132,6 +181,9 @@ class DetectionDataset(Dataset):
             image = self._augment(image, target, sample_seed(self.seed, epoch, index))
         keep = ((target["boxes"][:, 2:] - target["boxes"][:, :2]) >= MIN_BOX_SIDE).all(axis=1)
         target["boxes"], target["labels"] = target["boxes"][keep], target["labels"][keep]
+        if self.masks:
+            target["masks"] = downsample_masks(target["masks"][keep], MASK_STRIDE)
+            target["mask_valid"] = target["mask_valid"][keep]
         return to_chw_tensor(image), target
 
     def _augment(self, image: np.ndarray, target: dict[str, Any], seed: int) -> np.ndarray:
@@ -141,19 +193,45 @@ class DetectionDataset(Dataset):
         keep = ((boxes[:, 2:] - boxes[:, :2]) > 0).all(axis=1)
         ids = np.flatnonzero(keep)
         self.augment.set_random_seed(seed % 2**32)
-        out = self.augment(image=image, bboxes=boxes[keep].reshape(-1, 4), labels=ids.tolist())
+        extra = {"masks": list(target["masks"])} if self.masks and len(objects) else {}
+        out = self.augment(image=image, bboxes=boxes[keep].reshape(-1, 4), labels=ids.tolist(),
+                           **extra)
         moved = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
         src = np.asarray(out["labels"], np.int64)
         is_obj = src < len(objects)
         target["boxes"] = moved[is_obj]
         target["labels"] = target["labels"][src[is_obj]]
         target["crowd"] = moved[~is_obj]
+        if self.masks:
+            size = self.image_size
+            masks = np.asarray(out["masks"], np.uint8).reshape(-1, size, size) if extra else \
+                np.zeros((0, size, size), np.uint8)
+            target["masks"] = masks[src[is_obj]]
+            target["mask_valid"] = target["mask_valid"][src[is_obj]]
         return out["image"]
 
     def _warn_once(self, path: Path, message: str) -> None:
         if path not in self._warned:
             self._warned.add(path)
             warnings.warn(message, stacklevel=2)
+
+
+def _has_segmentation(segmentation: Any) -> bool:
+    return bool(segmentation) and isinstance(segmentation, list | dict)
+
+
+def _box_polygon(box: Any) -> list[list[float]]:
+    """A box ``(x1, y1, x2, y2)`` as a one-polygon segmentation (for an object without one)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [[x1, y1, x2, y1, x2, y2, x1, y2]]
+
+
+def downsample_masks(masks: np.ndarray, stride: int) -> np.ndarray:
+    """uint8 ``[M, S, S]`` masks -> uint8 ``[M, S/stride, S/stride]`` by area averaging
+    (each target pixel: the share of its ``stride x stride`` block inside the mask, 0..255)."""
+    m, h, w = masks.shape
+    blocks = masks.reshape(m, h // stride, stride, w // stride, stride).astype(np.float32)
+    return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
 
 
 def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]
@@ -173,19 +251,27 @@ def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]
         boxes[i, : len(t["labels"])] = torch.as_tensor(t["boxes"])
         labels[i, : len(t["labels"])] = torch.as_tensor(t["labels"])
         crowd[i, : len(t["crowd"])] = torch.as_tensor(t["crowd"])
-    return torch.stack(images), {
-        "boxes": boxes, "labels": labels, "crowd": crowd,
-        "letterbox": [t["letterbox"] for t in targets], "coco": [t["coco"] for t in targets],
-        "category_ids": targets[0]["category_ids"],
-    }
+    out = {"boxes": boxes, "labels": labels, "crowd": crowd,
+           "letterbox": [t["letterbox"] for t in targets], "coco": [t["coco"] for t in targets],
+           "category_ids": targets[0]["category_ids"]}
+    if "masks" in targets[0]:
+        hm, wm = targets[0]["masks"].shape[1:]
+        masks = torch.zeros(n, m, hm, wm, dtype=torch.uint8)
+        valid = torch.zeros(n, m, dtype=torch.bool)
+        for i, t in enumerate(targets):
+            masks[i, : len(t["labels"])] = torch.from_numpy(t["masks"])
+            valid[i, : len(t["labels"])] = torch.from_numpy(t["mask_valid"])
+        out["masks"], out["mask_valid"] = masks, valid
+    return torch.stack(images), out
 
 
 def build_detection(cfg: Any, split: str, train: bool, class_names: list[str] | None = None,
-                    log: Any = print) -> DetectionDataset:
-    """The multi-object set of ``data.<split>`` (training augmentation if ``train``)."""
+                    log: Any = print, masks: bool = False) -> DetectionDataset:
+    """The multi-object set of ``data.<split>`` (training augmentation if ``train``; object
+    masks too if ``masks``)."""
     annotations, images = coco_split(cfg, split)
     augment = build_augment(cfg.data.augment, with_boxes=True) if train else None
     dataset = DetectionDataset(annotations, images, f"data.{split}", cfg.data.image_size,
-                               augment, class_names, cfg.train.seed)
+                               augment, class_names, cfg.train.seed, masks)
     log(f"data.{split}: {annotations}: {dataset.summary()}")
     return dataset

@@ -1,4 +1,4 @@
-"""COCO-style box metrics with pycocotools' COCOeval, in original-image coordinates.
+"""COCO-style box and mask metrics with pycocotools' COCOeval, in original-image coordinates.
 
 The evaluator collects, per image, the ground truth exactly as the annotation file has it
 (original pixels, original category ids, crowd flags and areas) and the model's fixed-K
@@ -10,6 +10,10 @@ annotation file itself.
 Metrics: ``box_map`` (AP@[.5:.95]), ``box_map50``, ``box_map75``, ``box_map_small``,
 ``box_map_medium``, ``box_map_large``, ``box_mar100``, ``per_class_ap`` (class name -> AP, None
 for a class without ground truth), ``images``, ``detections``; ``pr_curves.png`` on request.
+With masks (task ``segment``) the same again as ``mask_*`` from COCOeval ``segm``: each
+detection's mask probabilities (input frame, reduced resolution) are resampled once into
+the original image, thresholded and run-length encoded; ``per_class_ap`` is then the mask
+AP and ``per_class_box_ap`` the box AP.
 """
 
 from __future__ import annotations
@@ -31,41 +35,72 @@ _STAT_NAMES = {0: "map", 1: "map50", 2: "map75", 3: "map_small", 4: "map_medium"
 
 
 def detections_to_coco(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-                       letterbox: Letterbox, image_id: int,
-                       category_ids: list[int | None]) -> list[dict[str, Any]]:
+                       letterbox: Letterbox, image_id: int, category_ids: list[int | None],
+                       masks: np.ndarray | None = None,
+                       mask_threshold: float = 0.5) -> list[dict[str, Any]]:
     """One image's detections -> COCO result dicts (``bbox`` [x, y, w, h] original pixels).
 
     ``boxes`` float ``[D, 4]`` (x1, y1, x2, y2) input pixels, ``scores`` ``[D]``, ``labels``
-    int ``[D]`` class indices; a class without an original id (None) is left out.
+    int ``[D]`` class indices; a class without an original id (None) is left out. With
+    ``masks`` float ``[D, Hm, Wm]`` (probabilities in the input frame) each result also has
+    a ``segmentation``: compressed RLE over the original image.
     """
     original = letterbox.boxes_to_original(boxes)
+    rles = (masks_to_rles(masks, original, letterbox, mask_threshold)
+            if masks is not None else [None] * len(original))
     results = []
-    for (x1, y1, x2, y2), score, label in zip(original.tolist(), scores.tolist(),
-                                              labels.tolist(), strict=True):
+    for (x1, y1, x2, y2), score, label, rle in zip(original.tolist(), scores.tolist(),
+                                                   labels.tolist(), rles, strict=True):
         category = category_ids[int(label)]
         if category is None or x2 <= x1 or y2 <= y1:
             continue
-        results.append({"image_id": int(image_id), "category_id": int(category),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+        entry = {"image_id": int(image_id), "category_id": int(category),
+                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+        if rle is not None:
+            entry["segmentation"] = rle
+        results.append(entry)
     return results
 
 
-class CocoBoxEvaluator(Evaluator):
-    """Accumulates detections and ground truth, scores them with COCOeval ('bbox').
+def masks_to_rles(masks, boxes, lb, threshold):  # TEMPORARY until vision_tasks.masks lands
+    import cv2
+    from pycocotools import mask as mask_utils
+    out = []
+    for mask in masks:
+        in_h, in_w = lb.size
+        sx, sy = mask.shape[1] / in_w, mask.shape[0] / in_h
+        matrix = np.array([[lb.scale * sx, 0.0, (0.5 * lb.scale + lb.pad_x) * sx - 0.5],
+                           [0.0, lb.scale * sy, (0.5 * lb.scale + lb.pad_y) * sy - 0.5]])
+        res = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), matrix,
+                             (lb.width, lb.height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE) > threshold
+        rle = mask_utils.encode(np.asfortranarray(res.astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        out.append(rle)
+    return out
+
+
+class CocoEvaluator(Evaluator):
+    """Accumulates detections and ground truth, scores them with COCOeval ('bbox', and
+    'segm' too with ``masks``).
 
     ``update(predictions, targets)``: ``predictions`` as the detect contract (``boxes``
-    [N, K, 4], ``scores`` [N, K], ``labels`` [N, K], ``num_detections`` [N]); ``targets``
-    carries ``letterbox`` (list of :meth:`Letterbox.to_dict`), ``coco`` (list of per-image
-    ground-truth dicts: ``image_id``, ``width``, ``height``, ``annotations``) and
-    ``category_ids`` (original id per class index).
+    [N, K, 4], ``scores`` [N, K], ``labels`` [N, K], ``num_detections`` [N]; with ``masks``
+    also the segment contract's ``masks`` [N, K, Hm, Wm]); ``targets`` carries ``letterbox``
+    (list of :meth:`Letterbox.to_dict`), ``coco`` (list of per-image ground-truth dicts:
+    ``image_id``, ``width``, ``height``, ``annotations``, each with ``segmentation`` for
+    masks) and ``category_ids`` (original id per class index).
     """
 
-    def __init__(self, class_names: list[str]) -> None:
+    def __init__(self, class_names: list[str], masks: bool = False,
+                 mask_threshold: float = 0.5) -> None:
         self.names = class_names
+        self.masks, self.mask_threshold = masks, mask_threshold
         self.category_ids: list[int | None] = []
         self.images: dict[int, dict[str, Any]] = {}
         self.results: list[dict[str, Any]] = []
-        self.coco_eval: Any = None
+        self.coco_eval: Any = None  # the box evaluation (its PR curves are plotted)
+        self.mask_eval: Any = None
 
     def update(self, predictions: dict[str, torch.Tensor], targets: Any) -> None:
         self.category_ids = list(targets["category_ids"])
@@ -73,10 +108,11 @@ class CocoBoxEvaluator(Evaluator):
         for i, (record, lb) in enumerate(zip(targets["coco"], targets["letterbox"], strict=True)):
             self.images[int(record["image_id"])] = record
             d = int(counts[i])
+            masks = predictions["masks"][i, :d].float().numpy() if self.masks else None
             self.results += detections_to_coco(
                 predictions["boxes"][i, :d].float().numpy(), predictions["scores"][i, :d].numpy(),
                 predictions["labels"][i, :d].numpy(), Letterbox.from_dict(lb),
-                record["image_id"], self.category_ids)
+                record["image_id"], self.category_ids, masks, self.mask_threshold)
 
     def ground_truth(self) -> dict[str, Any]:
         """The collected ground truth as a COCO dataset dict (original ids and pixels)."""
@@ -93,10 +129,14 @@ class CocoBoxEvaluator(Evaluator):
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
 
-        metrics: dict[str, Any] = {f"box_{name}": 0.0 for name in _STAT_NAMES.values()}
+        kinds = [("box", "bbox")] + ([("mask", "segm")] if self.masks else [])
+        metrics: dict[str, Any] = {f"{prefix}_{name}": 0.0 for prefix, _ in kinds
+                                   for name in _STAT_NAMES.values()}
         metrics.update(images=len(self.images), detections=len(self.results),
                        per_class_ap=dict.fromkeys(self.names))
-        self.coco_eval = None
+        if self.masks:
+            metrics["per_class_box_ap"] = dict.fromkeys(self.names)
+        self.coco_eval = self.mask_eval = None
         if not self.images or not self.results:
             return metrics
         with contextlib.redirect_stdout(io.StringIO()):
@@ -104,28 +144,46 @@ class CocoBoxEvaluator(Evaluator):
             gt.dataset = self.ground_truth()
             gt.createIndex()
             dt = gt.loadRes(self.results)
-            coco_eval = COCOeval(gt, dt, "bbox")
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-            coco_eval.summarize()
-        self.coco_eval = coco_eval
-        for index, name in _STAT_NAMES.items():
-            metrics[f"box_{name}"] = max(float(coco_eval.stats[index]), 0.0)
+        for prefix, iou_type in kinds:
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco_eval = COCOeval(gt, dt, iou_type)
+                coco_eval.evaluate()
+                coco_eval.accumulate()
+                coco_eval.summarize()
+            for index, name in _STAT_NAMES.items():
+                metrics[f"{prefix}_{name}"] = max(float(coco_eval.stats[index]), 0.0)
+            per_class = self._per_class_ap(coco_eval)
+            if prefix == "box":
+                self.coco_eval = coco_eval
+                metrics["per_class_box_ap" if self.masks else "per_class_ap"] = per_class
+            else:
+                self.mask_eval = coco_eval
+                metrics["per_class_ap"] = per_class
+        return metrics
+
+    def _per_class_ap(self, coco_eval: Any) -> dict[str, float | None]:
+        """AP@[.5:.95] of every class (None: no ground truth of it)."""
+        out: dict[str, float | None] = dict.fromkeys(self.names)
         precision = coco_eval.eval["precision"]  # [T, R, K, area, maxDets]
         ids = coco_eval.params.catIds
         for name, cid in zip(self.names, self.category_ids, strict=False):
             if cid is None or cid not in ids:
                 continue
             p = precision[:, :, ids.index(cid), 0, -1]
-            metrics["per_class_ap"][name] = float(p[p > -1].mean()) if (p > -1).any() else None
-        return metrics
+            out[name] = float(p[p > -1].mean()) if (p > -1).any() else None
+        return out
 
     def save_plots(self, out_dir: Path) -> list[Path]:
-        if self.coco_eval is None:
-            return []
-        path = Path(out_dir) / "pr_curves.png"
-        draw_pr_curves(self.coco_eval, self.names, self.category_ids, path)
-        return [path]
+        paths = []
+        for coco_eval, name in ((self.coco_eval, "pr_curves.png"),
+                                (self.mask_eval, "mask_pr_curves.png")):
+            if coco_eval is not None:
+                paths.append(Path(out_dir) / name)
+                draw_pr_curves(coco_eval, self.names, self.category_ids, paths[-1])
+        return paths
+
+
+CocoBoxEvaluator = CocoEvaluator  # the detect task's name for it (boxes only)
 
 
 def draw_pr_curves(coco_eval: Any, names: list[str], category_ids: list[int | None],

@@ -1,0 +1,69 @@
+"""The mask branch: prototype masks shared by an image, coefficients per point.
+
+Instance masks from a single-stage detector, the prototype way (YOLACT, Bolya et al., 2019):
+
+- a small *prototype net* turns the finest neck map (stride 8) into ``P`` full-image mask
+  bases at stride 4 (``[N, P, H/4, W/4]``): two 3x3 conv blocks around a 2x nearest
+  upsampling, then a 1x1 conv;
+- next to the class and box branches, every point of every level predicts ``P``
+  coefficients (one more decoupled branch per level);
+- an object's mask is ``sigmoid(coefficients . prototypes)``, cropped to its box.
+
+So masks cost one small matrix product per kept detection, which the exported graph does
+itself (:mod:`tasks._segment.postprocess`); nothing here depends on the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tasks._detect.head import DenseDetectHead, PostprocessSettings, _Branch
+from vision_tasks.models.layers import ConvBlock
+from vision_tasks.models.necks import PyramidNeck
+
+
+class PrototypeNet(nn.Sequential):
+    """``[N, c_in, H/8, W/8] -> [N, num_protos, H/4, W/4]`` mask bases (linear output)."""
+
+    def __init__(self, c_in: int, hidden: int, num_protos: int, act: str) -> None:
+        super().__init__(
+            ConvBlock(c_in, hidden, 3, p=1, act=act),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            ConvBlock(hidden, hidden, 3, p=1, act=act),
+            ConvBlock(hidden, hidden, 3, p=1, act=act),
+            nn.Conv2d(hidden, num_protos, 1),
+        )
+
+
+class Segmenter(nn.Module):
+    """The task's head as the core sees it: neck + dense detection head + mask branch.
+
+    ``forward(features: list[Tensor]) -> dict``: the dense head's outputs (``cls``,
+    ``dist``, ``boxes``, ``points``, ``point_strides``, ``bounds``, ``features``), plus
+
+    - ``coef``: float ``[N, A, P]`` mask coefficients per point;
+    - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks (stride ``mask_stride``);
+    - ``mask_stride``: input pixels per prototype pixel (an int);
+    - ``postprocess``: :class:`~tasks._detect.head.PostprocessSettings`.
+    """
+
+    def __init__(self, neck: PyramidNeck, head: DenseDetectHead, settings: PostprocessSettings,
+                 strides: list[int], channels: int, num_protos: int, proto_channels: int,
+                 coef_hidden: int, depth: int, act: str) -> None:
+        super().__init__()
+        self.neck, self.head, self.settings = neck, head, settings
+        self.protonet = PrototypeNet(channels, proto_channels, num_protos, act)
+        self.coef_branches = nn.ModuleList(_Branch(channels, coef_hidden, num_protos, depth, act)
+                                           for _ in strides)
+        self.mask_stride = strides[0] // 2
+
+    def forward(self, features: list[Tensor]) -> dict:
+        maps = self.neck(features)
+        out = self.head(maps)
+        coef = [branch(x).flatten(2) for x, branch in zip(maps, self.coef_branches, strict=True)]
+        out["coef"] = torch.cat(coef, dim=2).transpose(1, 2)  # [N, A, P]
+        out["protos"] = self.protonet(maps[0])
+        out["mask_stride"] = self.mask_stride
+        out["postprocess"] = self.settings
+        return out

@@ -1,0 +1,105 @@
+"""Task ``segment``: which objects are in the image, where, and which pixels are theirs?
+
+Built on ``detect`` (same backbone stages, neck, dense head, assigner and NMS) plus a mask
+branch (``tasks._segment``):
+
+- data: COCO json with polygons or RLE per object (``vision_tasks.data.coco_detection``
+  with masks): each object's mask is decoded in the original image, letterboxed and
+  augmented together with the image and boxes, then area-averaged to the prototypes'
+  stride (4); synthetic shapes whose masks are the visible part only (occluders cut out)
+- model: detector + prototype net on the finest neck map + per-point coefficients
+  (``tasks._segment.head``); loss: detection loss + box-cropped mask BCE on the detector's
+  own assignment (``tasks._segment.loss``)
+- post-processing: the detector's fixed-K NMS, then the kept detections' masks assembled
+  in the graph: ``masks`` [N, K, H/4, W/4] probabilities in the input frame, zero outside
+  each box and for empty rows (the ONNX contract; ``tasks._segment.postprocess``)
+- metrics: pycocotools COCOeval ``bbox`` and ``segm`` in original-image coordinates:
+  ``mask_map`` (primary), ``mask_map50``, ``box_map``, ``box_map50``, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from tasks._detect.head import DenseDetectHead
+from tasks._detect.postprocess import detections_fixed_k
+from tasks._segment.head import Segmenter
+from tasks._segment.loss import SegmentLoss, SegmentLossConfig
+from tasks._segment.postprocess import assemble_masks
+from tasks.detect import LEVELS, DetectHeadConfig, DetectTask, _check_head, postprocess_settings
+from vision_tasks.data.coco_detection import build_detection, collate_detection
+from vision_tasks.errors import ConfigError
+from vision_tasks.metrics.coco_eval import CocoEvaluator
+from vision_tasks.models.necks import PyramidNeck
+
+MASK_THRESHOLD = 0.5  # mask probability above which a pixel is the object's (metrics, runtime)
+
+
+@dataclass
+class SegmentHeadConfig(DetectHeadConfig):
+    num_protos: int = 32  # prototype masks (and coefficients per point)
+    proto_channels: int = 64  # width of the prototype net
+    coef_hidden: int = 32  # width of the coefficient branches
+
+
+class SegmentTask(DetectTask):
+    name = "segment"
+    HeadConfig = SegmentHeadConfig
+    LossConfig = SegmentLossConfig
+    primary_metric = "mask_map"
+
+    def build_dataset(self, cfg, split, train, class_names=None):
+        return build_detection(cfg, split, train, class_names, masks=True)
+
+    def collate(self, batch):
+        return collate_detection(batch)
+
+    def build_head(self, cfg, features, num_classes, feature_shapes):
+        hc: SegmentHeadConfig = cfg.model.head
+        _check_head(hc)
+        for key in ("num_protos", "proto_channels", "coef_hidden"):
+            if getattr(hc, key) < 1:
+                raise ConfigError(f"model.head.{key}: must be at least 1, got {getattr(hc, key)}")
+        if len(features) < LEVELS:
+            raise ConfigError(f"model.backbone: segment needs at least {LEVELS} stages (strides 8, "
+                              f"16, 32), {cfg.model.backbone.name} has {len(features)}; give "
+                              "simple_cnn 5 depths, e.g. depths: [1, 1, 2, 2, 2]")
+        used = features[-LEVELS:]
+        strides = [f.stride for f in used]
+        if strides[0] % 2:
+            raise ConfigError(f"model.backbone: the finest stage segment uses has stride "
+                              f"{strides[0]}; prototypes need an even stride (8 gives masks at H/4)")
+        shapes = [(h, w) for _, h, w in feature_shapes[-LEVELS:]]
+        size = cfg.data.image_size
+        neck = PyramidNeck([f.channels for f in used], hc.channels, hc.neck, hc.activation)
+        head = DenseDetectHead(hc.channels, shapes, strides, num_classes, (size, size), hc.hidden,
+                               hc.depth, hc.reg_max, hc.activation)
+        return Segmenter(neck, head, postprocess_settings(hc), strides, hc.channels, hc.num_protos,
+                         hc.proto_channels, hc.coef_hidden, hc.depth, hc.activation)
+
+    def build_loss(self, cfg, num_classes):
+        return SegmentLoss(cfg.loss, num_classes)
+
+    def postprocess(self, outputs: dict[str, Any]) -> dict[str, Tensor]:
+        """Raw outputs -> the detect outputs plus ``masks`` float32 [N, K, Hm, Wm] (mask
+        probabilities in the input frame, zero outside each box and for empty rows)."""
+        out = detections_fixed_k(outputs["boxes"], outputs["cls"].sigmoid(), outputs["bounds"],
+                                 outputs["postprocess"], with_index=True)
+        index = out.pop("point_index")
+        out["masks"] = assemble_masks(outputs["coef"], outputs["protos"], index, out["boxes"],
+                                      outputs["mask_stride"])
+        return out
+
+    def export_metadata(self, cfg) -> dict[str, Any]:
+        meta = super().export_metadata(cfg)
+        meta["thresholds"]["mask"] = MASK_THRESHOLD
+        return meta
+
+    def make_evaluator(self, class_names):
+        return CocoEvaluator(class_names, masks=True, mask_threshold=MASK_THRESHOLD)
+
+
+TASK = SegmentTask()
