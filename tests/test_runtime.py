@@ -18,7 +18,6 @@ from PIL import Image
 from export.onnx_export import export_checkpoint
 from export.runtime import ModelFileError, ModelMetadata, Predictor
 from export.runtime.providers import cuda_device_count
-from export.runtime.results import mask_to_rle
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +174,6 @@ def test_detect_and_segment_keep_num_detections_rows_with_masks_in_original_pixe
     mask = result.detections[0].mask
     assert mask.shape == (64, 64) and mask[:30, :30].all() and not mask[34:, :].any()
     assert result.to_dict()["detections"][0]["mask"]["size"] == [64, 64]
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
-def test_mask_rle_round_trips_through_pycocotools():
-    from pycocotools import mask as mask_utils
-
-    rng = np.random.default_rng(3)
-    for mask in (rng.random((7, 5)) > 0.5, np.ones((4, 6), bool), np.zeros((3, 3), bool)):
-        rle = mask_utils.frPyObjects(mask_to_rle(mask), *mask.shape)
-        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
 
 
 def test_runtime_import_and_prediction_leave_torch_out_of_sys_modules(model_path, tmp_path):

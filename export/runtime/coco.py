@@ -2,7 +2,8 @@
 
 Building it from the JSONL file (not from memory) makes it complete after ``--resume``.
 The COCO results format: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
-"score"}`` (plus ``"segmentation"``: RLE for segment), in original-image pixels.
+"score"}`` (plus ``"segmentation"`` for segment: compressed COCO RLE, counts as text), in
+original-image pixels; ``COCO.loadRes`` and ``COCOeval(..., "segm")`` read it as it is.
 
 - ``category_id``: the model's ``category_ids[label]`` when the exporter recorded the data
   set's COCO ids in the metadata (kept on the way out), else the label index.
@@ -18,6 +19,7 @@ from typing import Any
 
 from export.runtime.contract import ModelMetadata
 from vision_tasks.fileio import atomic_write_text
+from vision_tasks.masks import compress_rle
 
 COCO_TASKS = frozenset({"detect", "segment"})
 """Tasks whose predict run also writes ``coco_results.json``."""
@@ -37,18 +39,28 @@ def coco_entries(line: dict[str, Any], meta: ModelMetadata) -> list[dict[str, An
         entry = {"image_id": image_id(line["source"]),
                  "category_id": meta.category_ids[label] if meta.category_ids else label,
                  "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": det["score"]}
-        if "mask" in det:
-            entry["segmentation"] = det["mask"]
+        if "mask" in det:  # lines of older runs (after --resume) may hold list counts
+            entry["segmentation"] = compress_rle(det["mask"])
         entries.append(entry)
     return entries
 
 
 def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) -> int:
-    """Write ``out`` from every complete line of ``predictions_jsonl``; returns the entries."""
+    """Write ``out`` from every complete line of ``predictions_jsonl``; returns the entries.
+
+    A damaged line is skipped, as :func:`export.runtime.batch.read_done` does (``--resume``
+    predicts its image again, which gives it a good line).
+    """
     entries: list[dict[str, Any]] = []
     with open(predictions_jsonl, encoding="utf-8") as f:
         for text in f:
-            if text.endswith("\n"):
-                entries += coco_entries(json.loads(text), meta)
+            if not text.endswith("\n"):
+                continue
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and "source" in line:
+                entries += coco_entries(line, meta)
     atomic_write_text(out, json.dumps(entries) + "\n")
     return len(entries)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import cv2
 import numpy as np
 
 from export.runtime.contract import ModelMetadata
 from export.runtime.results import Detection, Prediction
 from vision_tasks.imaging import Letterbox
+from vision_tasks.masks import masks_to_original
 
 Outputs = dict[str, np.ndarray]
 Decoder = Callable[[Outputs, int, Letterbox, ModelMetadata], Prediction]
@@ -41,35 +41,26 @@ def decode_localize(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata
     return _prediction(meta, lb, scores=scores, detections=[detection])
 
 
-def mask_to_original(mask: np.ndarray, lb: Letterbox, threshold: float) -> np.ndarray:
-    """Float ``[Hm, Wm]`` mask probabilities over the model input -> bool ``[H, W]`` over the
-    original image, by one bilinear resampling of the letterboxed region (no double resize).
-    """
-    in_h, in_w = lb.size
-    sx, sy = mask.shape[1] / in_w, mask.shape[0] / in_h
-    # Original pixel centre (x + 0.5) -> input (x + 0.5) * scale + pad -> mask pixel centre.
-    matrix = np.array([[lb.scale * sx, 0.0, (0.5 * lb.scale + lb.pad_x) * sx - 0.5],
-                       [0.0, lb.scale * sy, (0.5 * lb.scale + lb.pad_y) * sy - 0.5]])
-    resampled = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), matrix,
-                               (lb.width, lb.height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-    return resampled > threshold
-
-
 def decode_detect(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata) -> Prediction:
     """``boxes [N, K, 4]``, ``scores``/``labels [N, K]``, ``num_detections [N]`` (and for
-    segment ``masks [N, K, Hm, Wm]``) -> the first ``num_detections`` objects."""
+    segment ``masks [N, K, Hm, Wm]``) -> the first ``num_detections`` objects.
+
+    Segment masks become bool ``[H, W]`` over the original image, thresholded at the
+    metadata's ``thresholds["mask"]`` (0.5 when absent) and computed inside each object's
+    box only (see :func:`vision_tasks.masks.resample_mask`).
+    """
     n = int(outputs["num_detections"][i])
     boxes = lb.boxes_to_original(outputs["boxes"][i, :n])
     scores, labels = outputs["scores"][i, :n], outputs["labels"][i, :n]
-    masks = outputs.get("masks")
-    threshold = float(meta.thresholds.get("mask", 0.5))
-    detections = [
+    masks = None
+    if "masks" in outputs:
+        threshold = float(meta.thresholds.get("mask", 0.5))
+        masks = masks_to_original(outputs["masks"][i, :n], boxes, lb, threshold)
+    return _prediction(meta, lb, detections=[
         Detection(box=tuple(float(v) for v in boxes[k]), label=int(labels[k]),
                   name=meta.class_names[int(labels[k])], score=float(scores[k]),
-                  mask=None if masks is None else mask_to_original(masks[i, k], lb, threshold))
-        for k in range(n)]
-    return _prediction(meta, lb, detections=detections)
+                  mask=None if masks is None else masks[k])
+        for k in range(n)])
 
 
 DECODERS: dict[str, Decoder] = {

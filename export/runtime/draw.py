@@ -13,6 +13,7 @@ from vision_tasks.fileio import atomic_write_bytes
 
 WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MIN_SIDE = 256  # drawings of smaller images are enlarged to at least this many pixels
+MASK_OPACITY = 0.45  # how much of a mask's class colour covers the image under it
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -34,22 +35,47 @@ def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int
                 thickness, cv2.LINE_AA)
 
 
+def _draw_mask(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], zoom: int,
+               thickness: int) -> None:
+    """Tint the pixels of bool ``[H, W]`` ``mask`` (original pixels; the canvas is ``zoom``
+    times larger) with ``colour`` and outline each of its parts and holes, working only
+    inside the mask's bounding rectangle."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
+    if zoom > 1:
+        crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    top, left = y0 * zoom, x0 * zoom
+    region = canvas[top:top + crop.shape[0], left:left + crop.shape[1]]
+    inside = crop.astype(bool)
+    tinted = region[inside] * (1.0 - MASK_OPACITY) + np.array(colour) * MASK_OPACITY
+    region[inside] = np.rint(tinted).astype(np.uint8)
+    contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE,
+                                   offset=(left, top))
+    cv2.drawContours(canvas, contours, -1, colour, thickness, cv2.LINE_AA)
+
+
 def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     """A copy of the uint8 RGB ``[H, W, 3]`` ``image`` with the prediction drawn on it:
-    the top class and score (classify), boxes with labels (localize, detect), mask overlays
-    (segment). Sizes of lines and text follow the image size; an image smaller than
-    :data:`MIN_SIDE` is enlarged by a whole factor first (nearest neighbour) so text fits."""
+    the top class and score (classify), boxes with labels (localize, detect), and for
+    segment each mask tinted in its class colour with its outline, under the boxes and
+    labels. A class has the same colour (:func:`class_colour`) in every task. Sizes of
+    lines and text follow the image size; an image smaller than :data:`MIN_SIDE` is
+    enlarged by a whole factor first (nearest neighbour) so text fits."""
     zoom = max(1, -(-MIN_SIDE // min(image.shape[:2])))
     canvas = image.copy() if zoom == 1 else cv2.resize(
         image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     h, w = canvas.shape[:2]
     scale = max(0.3, min(h, w) / 500)
     thickness = max(1, round(min(h, w) / 250))
-    for det in prediction.detections or []:
-        colour = class_colour(det.label)
+    detections = prediction.detections or []
+    for det in detections:  # every mask first, so that no mask covers another's label
         if det.mask is not None:
-            region = np.kron(det.mask, np.ones((zoom, zoom), dtype=bool)) if zoom > 1 else det.mask
-            canvas[region] = (0.5 * canvas[region] + 0.5 * np.array(colour)).astype(np.uint8)
+            _draw_mask(canvas, det.mask, class_colour(det.label), zoom, thickness)
+    for det in detections:
+        colour = class_colour(det.label)
         x1, y1, x2, y2 = (round(v * zoom) for v in det.box)
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
         _label(canvas, f"{det.name} {det.score:.2f}", x1, y1, colour, scale, 1)

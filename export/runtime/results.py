@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from vision_tasks.imaging import Letterbox
+from vision_tasks.masks import encode_rle
 
 SCORE_DECIMALS = 6
 BOX_DECIMALS = 2
@@ -56,13 +57,22 @@ class Detection:
     score: float
     mask: np.ndarray | None = field(default=None, repr=False)
 
+    def rle(self) -> dict[str, Any] | None:
+        """The mask as compressed COCO RLE ``{"size": [H, W], "counts": str}`` (what
+        ``pycocotools.mask.encode`` gives, counts decoded to text), None without a mask.
+
+        Read it back with :func:`vision_tasks.masks.decode_rle` or ``pycocotools``.
+        """
+        return None if self.mask is None else encode_rle(self.mask)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; a mask becomes COCO uncompressed RLE ``{"size", "counts"}``."""
+        """JSON-able dict: ``box``, ``label``, ``name``, ``score`` and, for segment, ``mask``
+        as compressed COCO RLE (:meth:`rle`)."""
         out: dict[str, Any] = {"box": [round(float(v), BOX_DECIMALS) for v in self.box],
                                "label": self.label, "name": self.name,
                                "score": round(self.score, SCORE_DECIMALS)}
         if self.mask is not None:
-            out["mask"] = mask_to_rle(self.mask)
+            out["mask"] = self.rle()
         return out
 
 
@@ -145,16 +155,3 @@ class Prediction:
             out["detections"] = [d.to_dict() for d in self.detections]
         return out
 
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Bool ``[H, W]`` mask -> COCO uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
-
-    Counts alternate runs of 0 and 1 in column-major order, starting with zeros.
-    """
-    flat = np.asarray(mask, dtype=bool).T.ravel()
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [flat.size]))
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}

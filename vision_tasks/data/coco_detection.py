@@ -31,6 +31,11 @@ from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tens
 from vision_tasks.errors import DataError
 from vision_tasks.imaging import ImageError, letterbox, load_image
 
+# pycocotools 2.0.x decodes through numpy's __array__ protocol without NumPy 2's ``copy``
+# keyword and warns about it on every call; the result is right, the warning is noise.
+warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword",
+                        category=DeprecationWarning)
+
 MIN_BOX_SIDE = 1.0  # input pixels; smaller boxes (after letterbox / augmentation) are dropped
 MASK_STRIDE = 4  # input pixels per mask-target pixel (the segment contract's H/4)
 

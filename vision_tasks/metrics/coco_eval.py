@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vision_tasks.imaging import Letterbox
+from vision_tasks.masks import masks_to_rles
 from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator
 
@@ -60,24 +61,6 @@ def detections_to_coco(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray
             entry["segmentation"] = rle
         results.append(entry)
     return results
-
-
-def masks_to_rles(masks, boxes, lb, threshold):  # TEMPORARY until vision_tasks.masks lands
-    import cv2
-    from pycocotools import mask as mask_utils
-    out = []
-    for mask in masks:
-        in_h, in_w = lb.size
-        sx, sy = mask.shape[1] / in_w, mask.shape[0] / in_h
-        matrix = np.array([[lb.scale * sx, 0.0, (0.5 * lb.scale + lb.pad_x) * sx - 0.5],
-                           [0.0, lb.scale * sy, (0.5 * lb.scale + lb.pad_y) * sy - 0.5]])
-        res = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), matrix,
-                             (lb.width, lb.height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REPLICATE) > threshold
-        rle = mask_utils.encode(np.asfortranarray(res.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
-        out.append(rle)
-    return out
 
 
 class CocoEvaluator(Evaluator):
