@@ -311,3 +311,53 @@ def test_coco128_polygons_become_masks_inside_their_boxes() -> None:
             if len(xs):  # a tiny object may average away at 16 x 16
                 assert xs.min() * 4 >= box[0] - 4 and (xs.max() + 1) * 4 <= box[2] + 4
                 assert ys.min() * 4 >= box[1] - 4 and (ys.max() + 1) * 4 <= box[3] + 4
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_train_export_val_and_predict_a_segment_model_end_to_end(tiny_segment_data: Path,
+                                                                tmp_path: Path) -> None:
+    """The CLI path a user takes: train -> export --check -> val the .onnx (the same mask
+    mAP as the checkpoint) -> predict --save-images (RLE masks, coco_results.json that
+    COCOeval 'segm' accepts and scores as val did)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from vision_tasks.cli import main
+
+    overrides = [f"data.train={coco_split(tiny_segment_data, 'train')}",
+                 f"data.val={coco_split(tiny_segment_data, 'val')}", *TINY_SEGMENT,
+                 "train.epochs=6", "train.lr=0.01", "model.head.max_detections=20"]
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    run = tmp_path / "run"
+    assert main(["train", "configs/segment.yaml", "--out", str(run), "--quiet", *sets]) == 0
+    onnx_path = tmp_path / "seg.onnx"
+    assert main(["export", str(run / "weights" / "best.pt"), "--out", str(onnx_path), "--check"]) == 0
+    assert main(["val", str(run / "weights" / "best.pt"), "--quiet"]) == 0
+    torch_metrics = json.loads((run / "val" / "metrics.json").read_text())
+    assert main(["val", str(onnx_path), "--quiet"]) == 0
+    onnx_metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert torch_metrics["mask_map50"] > 0.0, "six epochs should find some of the shapes"
+    for key in ("mask_map", "mask_map50", "box_map"):
+        assert onnx_metrics[key] == pytest.approx(torch_metrics[key], abs=0.005)
+
+    out = tmp_path / "pred"
+    images = tiny_segment_data / "val" / "images"
+    assert main(["predict", str(onnx_path), str(images), "--out", str(out), "--quiet",
+                 "--save-images"]) == 0
+    lines = [json.loads(t) for t in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and any(line["detections"] for line in lines)
+    det = next(d for line in lines for d in line["detections"])
+    assert set(det["mask"]) == {"size", "counts"} and isinstance(det["mask"]["counts"], str)
+    assert len(list(out.rglob("*.png"))) == 8
+    results = json.loads((out / "coco_results.json").read_text())
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(tiny_segment_data / "val" / "annotations.json"))
+        coco_eval = COCOeval(gt, gt.loadRes(results), "segm")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    # predict's default score threshold is the graph's (the val one), so the same detections.
+    assert max(coco_eval.stats[1], 0.0) == pytest.approx(onnx_metrics["mask_map50"], abs=0.01)

@@ -12,6 +12,10 @@ and returns, all batched (``C`` classes, ``K = max_detections``, ``Hm = H / 4``)
 - detect: ``boxes`` float32 ``[N, K, 4]``, ``scores`` float32 ``[N, K]``, ``labels`` int64
   ``[N, K]``, ``num_detections`` int64 ``[N]``; rows past ``num_detections`` are zero
 - segment: as detect, plus ``masks`` float32 ``[N, K, Hm, Wm]`` probabilities in the input frame
+  (mask pixel ``(i, j)`` covers input pixels ``[4j, 4j + 4) x [4i, 4i + 4)``), assembled in
+  the graph for each kept detection, zero outside its box (a cell counts as inside when its
+  centre is) and zero for rows past ``num_detections``; ``thresholds.mask`` (0.5) in the
+  metadata is the probability above which a pixel belongs to the object
 
 Boxes are ``(x1, y1, x2, y2)`` in input pixels (continuous coordinates: the input's full
 box is ``(0, 0, W, H)``). Every ``metadata_props`` value is JSON (see :data:`METADATA_KEYS`).
