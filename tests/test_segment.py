@@ -361,3 +361,34 @@ def test_train_export_val_and_predict_a_segment_model_end_to_end(tiny_segment_da
         coco_eval.summarize()
     # predict's default score threshold is the graph's (the val one), so the same detections.
     assert max(coco_eval.stats[1], 0.0) == pytest.approx(onnx_metrics["mask_map50"], abs=0.01)
+
+
+def test_export_check_matches_detections_as_sets_and_ignores_crop_edges() -> None:
+    from export.parity import compare_detections
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([[[9.999, 8, 40, 40], [30, 30, 60, 50], [0, 0, 0, 0]]], np.float32)
+    masks = (rng.random((1, 3, 16, 16)) * box_crop(torch.from_numpy(boxes), 16, 16, 4.0).numpy())
+    ref = {"boxes": boxes, "scores": np.array([[0.5, 0.5, 0.0]], np.float32),
+           "labels": np.array([[1, 2, 0]]), "num_detections": np.array([2]),
+           "masks": masks.astype(np.float32)}
+    # The same two detections in the other order (an exact score tie broken differently).
+    swapped = {k: v.copy() for k, v in ref.items()}
+    for key in ("boxes", "scores", "labels", "masks"):
+        swapped[key][0, :2] = ref[key][0, [1, 0]]
+    diffs = {d.name: d for d in compare_detections(ref, swapped, "fp32", 64)}
+    assert all(d.ok for d in diffs.values()) and diffs["unmatched"].max_abs_diff == 0.0
+    # A box edge moved by less than the tolerance across a cell centre (x = 10): that column
+    # leaves the crop; only cells away from the box edges are compared.
+    assert ref["masks"][0, 0, 5, 2] > 0
+    edge = {k: v.copy() for k, v in ref.items()}
+    edge["boxes"][0, 0, 0] = 10.001
+    edge["masks"][0, 0, :, 2] = 0.0
+    assert all(d.ok for d in compare_detections(ref, edge, "fp32", 64))
+    # A mask that differs inside its box fails; a detection that is not there at all fails.
+    wrong = {k: v.copy() for k, v in ref.items()}
+    wrong["masks"][0, 0, 5, 5] += 0.3
+    assert not {d.name: d for d in compare_detections(ref, wrong, "fp32", 64)}["masks"].ok
+    moved = {k: v.copy() for k, v in ref.items()}
+    moved["boxes"][0, 1] += 5.0
+    assert not {d.name: d for d in compare_detections(ref, moved, "fp32", 64)}["unmatched"].ok
