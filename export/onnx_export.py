@@ -112,13 +112,16 @@ def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple
 
 def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelProto:
     names = list(wrapper.output_names)
+    # A task's own operators (e.g. detect's grouped NMS) and their ONNX translations.
+    translations = dict(getattr(wrapper.task, "onnx_translations", None) or {})
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # exporter chatter; real problems raise
         if opset >= DYNAMO_MIN_OPSET:
             program = torch.onnx.export(
                 wrapper, (sample,), dynamo=True, verbose=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=names,
-                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}})
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+                custom_translation_table=translations or None)
             return program.model_proto
         buffer = io.BytesIO()
         torch.onnx.export(wrapper, (sample,), buffer, dynamo=False, opset_version=opset,

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from tasks._detect.head import DenseDetectHead, Detector, PostprocessSettings
 from tasks._detect.loss import DetectLoss, DetectLossConfig
-from tasks._detect.postprocess import detections_fixed_k
+from tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.data.coco_detection import build_detection, collate_detection
 from vision_tasks.data.synth import write_coco
 from vision_tasks.errors import ConfigError
@@ -60,6 +60,7 @@ class DetectTask(Task):
     LossConfig = DetectLossConfig
     primary_metric = "box_map"
     synth_size = 128  # default image side of `vision-tasks data synth detect`
+    onnx_translations = ONNX_TRANSLATIONS  # the grouped NMS operator -> ONNX NonMaxSuppression
 
     def build_dataset(self, cfg, split, train, class_names=None):
         return build_detection(cfg, split, train, class_names)

@@ -41,7 +41,7 @@ MASK_THRESHOLD = 0.5  # mask probability above which a pixel is the object's (me
 @dataclass
 class SegmentHeadConfig(DetectHeadConfig):
     num_protos: int = 32  # prototype masks (and coefficients per point)
-    proto_channels: int = 64  # width of the prototype net
+    proto_channels: int = 48  # width of the prototype net
     coef_hidden: int = 32  # width of the coefficient branches
 
 

@@ -12,7 +12,7 @@ import torch
 
 from tasks._detect.assigner import task_aligned_assign
 from tasks._detect.head import PostprocessSettings, make_anchor_points
-from tasks._detect.postprocess import detections_fixed_k
+from tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset, build_detection, decode_segmentation
 from vision_tasks.engine.optim import build_optimizer
@@ -195,7 +195,8 @@ def export_onnx(module: torch.nn.Module, sample: tuple[torch.Tensor, ...], path:
             batch = torch.export.Dim("batch", min=1)
             torch.onnx.export(module, sample, dynamo=True, optimize=False, opset_version=18,
                               input_names=inputs, output_names=names,
-                              dynamic_shapes=[{0: batch}] * len(sample)).save(str(path))
+                              dynamic_shapes=[{0: batch}] * len(sample),
+                              custom_translation_table=ONNX_TRANSLATIONS).save(str(path))
         else:
             torch.onnx.export(module, sample, str(path), dynamo=False, opset_version=17,
                               input_names=inputs, output_names=names,
