@@ -361,13 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         from vision_tasks.task_api import get_task
 
         get_task(args.task).synthesize(data_root, args.train, args.val, args.size, seed=0)
-    rows = []
-    if args.only in (None, "ours"):
-        rows.append(run_ours(args, data_root, out))
-        print(json.dumps(rows[-1]), flush=True)
-    if args.only in (None, "yolo"):
-        rows.append(run_yolo(args, data_root, out))
-        print(json.dumps(rows[-1]), flush=True)
+    # Each side's row is kept in OUT/row_<side>.json, so `--only` runs add up to one table.
+    for side, run in (("ours", run_ours), ("yolo", run_yolo)):
+        if args.only in (None, side):
+            row = run(args, data_root, out)
+            (out / f"row_{side}.json").write_text(json.dumps(row, indent=2))
+            print(json.dumps(row), flush=True)
+    rows = [json.loads((out / f"row_{side}.json").read_text()) for side in ("ours", "yolo")
+            if (out / f"row_{side}.json").is_file()]
     onnx_files = [r.get("onnx") for r in rows]
     speed = None
     if args.task == "segment" and len(rows) == 2 and all(onnx_files):

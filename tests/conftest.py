@@ -27,6 +27,19 @@ TINY_MODEL = [
 ]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run as fast on one thread, and far faster when other jobs share the cores
+    (two OpenMP threads spin-wait for each other when one of them is descheduled). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_classify_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ImageFolder of synthetic shapes: 40 train / 20 val images, 32 px, 5 classes."""
