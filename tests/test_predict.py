@@ -129,3 +129,51 @@ def test_read_done_ignores_damaged_lines(tmp_path):
     path.write_text('{"source": "a.png"}\nnot json\n{"source": "b.png"}\n{"sou')
     assert read_done(path) == {"a.png", "b.png"}
     assert path.read_text().endswith('"b.png"}\n')
+
+
+def _scene_folder(root: Path) -> Path:
+    """Three large synthetic-shape JPEGs, one stored sideways with EXIF orientation 6."""
+    from vision_tasks.data.synth import render_scene
+
+    root.mkdir(parents=True)
+    for i in range(3):
+        image, _ = render_scene(np.random.default_rng(i), 512, 2)
+        img = Image.fromarray(np.ascontiguousarray(image[:, :400] if i == 2 else image))
+        exif = img.getexif()
+        exif[0x0112] = 6 if i == 2 else 1
+        img.save(root / f"scene{i}.jpg", quality=95, exif=exif.tobytes())
+    return root
+
+
+def test_reduced_decode_gives_close_scores_and_the_same_geometry(model_path, tmp_path):
+    folder = _scene_folder(tmp_path / "scenes")
+    full, reduced = tmp_path / "full", tmp_path / "reduced"
+    assert _predict(model_path, folder, full) == 0
+    assert _predict(model_path, folder, reduced, "--reduced-decode") == 0
+    a, b = _lines(full / "predictions.jsonl"), _lines(reduced / "predictions.jsonl")
+    assert [p["source"] for p in a] == [p["source"] for p in b]
+    assert [(p["width"], p["height"]) for p in b] == [(512, 512), (512, 512), (512, 400)]
+    for pa, pb in zip(a, b, strict=True):
+        scores_a = {c["name"]: c["score"] for c in pa["top"]}
+        scores_b = {c["name"]: c["score"] for c in pb["top"]}
+        assert scores_a.keys() == scores_b.keys()
+        assert max(abs(scores_a[k] - scores_b[k]) for k in scores_a) <= 0.05
+
+
+def test_save_images_does_not_change_the_model_input(model_path, tmp_path):
+    from export.runtime import Predictor
+    from export.runtime.pipeline import make_preparer
+
+    folder = _scene_folder(tmp_path / "scenes")
+    full_predictor = Predictor(model_path, device="cpu")
+    for reduced in (False, True):
+        predictor = Predictor(model_path, device="cpu", reduced_decode=reduced)
+        plain, drawing = make_preparer(predictor), make_preparer(predictor, keep_original=True)
+        for path in sorted(folder.iterdir()):
+            a, b = plain(str(path)), drawing(str(path))
+            np.testing.assert_array_equal(a.image, b.image)
+            np.testing.assert_array_equal(a.image, predictor.prepare(path)[0])
+            assert a.letterbox == b.letterbox and a.original is None
+            assert b.original.shape[:2] == (b.letterbox.height, b.letterbox.width)
+            # reduced or not, the letterbox is the full image's (boxes map back the same)
+            assert a.letterbox == Predictor.prepare(full_predictor, path)[1]

@@ -314,3 +314,17 @@ print('ok')
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_detections_below_the_score_threshold_are_left_out(scene_model, scene, tmp_path):
+    image, _ = scene
+    assert len(Predictor(scene_model, score_threshold=0.0).predict_one(image).detections) == 3
+    kept = Predictor(scene_model, score_threshold=0.75).predict_one(image).detections
+    assert [d.score for d in kept] == pytest.approx([0.9, 0.8])
+    with pytest.raises(ValueError, match="score_threshold"):
+        Predictor(scene_model, score_threshold=1.5)
+    cv2.imwrite(str(tmp_path / "1.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert _predict(scene_model, tmp_path / "1.png", tmp_path / "out", "--score-threshold", "0.85") == 0
+    (line,) = _lines(tmp_path / "out" / "predictions.jsonl")
+    assert [d["score"] for d in line["detections"]] == pytest.approx([0.9])
+    assert len(json.loads((tmp_path / "out" / "coco_results.json").read_text())) == 1

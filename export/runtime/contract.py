@@ -38,6 +38,12 @@ CONTRACT_VERSION = 1
 
 INPUT_NAME = "images"
 
+DEFAULT_SCORE_THRESHOLD = 0.25
+"""The runtime leaves out detections (detect, segment) scoring below this by default.
+Exported graphs keep everything above their own, much lower threshold (0.001 as trained:
+COCO mAP needs the whole precision-recall curve), which in an application is mostly noise;
+``Predictor(score_threshold=0)`` / ``predict --score-threshold 0`` keep all the graph returns."""
+
 TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "classify": ("scores",),
     "localize": ("scores", "boxes"),

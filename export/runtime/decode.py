@@ -2,7 +2,8 @@
 
 One decoder per task (see :data:`DECODERS`); each takes the batch's outputs (named as in
 :data:`export.runtime.contract.TASK_OUTPUTS`), the row index, the image's
-:class:`~vision_tasks.imaging.Letterbox` and the model metadata.
+:class:`~vision_tasks.imaging.Letterbox`, the model metadata and the lowest score a
+detection must have to be kept (box tasks; the graph's own threshold is a floor below it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from vision_tasks.imaging import Letterbox
 from vision_tasks.masks import masks_to_original
 
 Outputs = dict[str, np.ndarray]
-Decoder = Callable[[Outputs, int, Letterbox, ModelMetadata], Prediction]
+Decoder = Callable[[Outputs, int, Letterbox, ModelMetadata, float], Prediction]
 
 
 def _prediction(meta: ModelMetadata, lb: Letterbox, **fields) -> Prediction:
@@ -25,12 +26,14 @@ def _prediction(meta: ModelMetadata, lb: Letterbox, **fields) -> Prediction:
                       class_names=meta.class_names, letterbox=lb, **fields)
 
 
-def decode_classify(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata) -> Prediction:
+def decode_classify(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata,
+                    min_score: float = 0.0) -> Prediction:
     """``scores [N, C]`` -> class probabilities."""
     return _prediction(meta, lb, scores=outputs["scores"][i])
 
 
-def decode_localize(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata) -> Prediction:
+def decode_localize(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata,
+                    min_score: float = 0.0) -> Prediction:
     """``scores [N, C]`` and ``boxes [N, 4]`` (input pixels) -> probabilities and one object
     of the top class, its box mapped back to the original image."""
     scores = outputs["scores"][i]
@@ -41,15 +44,18 @@ def decode_localize(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata
     return _prediction(meta, lb, scores=scores, detections=[detection])
 
 
-def decode_detect(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata) -> Prediction:
+def decode_detect(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata,
+                  min_score: float = 0.0) -> Prediction:
     """``boxes [N, K, 4]``, ``scores``/``labels [N, K]``, ``num_detections [N]`` (and for
-    segment ``masks [N, K, Hm, Wm]``) -> the first ``num_detections`` objects.
+    segment ``masks [N, K, Hm, Wm]``) -> the first ``num_detections`` objects, those scoring
+    at least ``min_score`` (rows are sorted by decreasing score).
 
     Segment masks become bool ``[H, W]`` over the original image, thresholded at the
     metadata's ``thresholds["mask"]`` (0.5 when absent) and computed inside each object's
     box only (see :func:`vision_tasks.masks.resample_mask`).
     """
     n = int(outputs["num_detections"][i])
+    n = int(np.count_nonzero(outputs["scores"][i, :n] >= min_score))
     boxes = lb.boxes_to_original(outputs["boxes"][i, :n])
     scores, labels = outputs["scores"][i, :n], outputs["labels"][i, :n]
     masks = None
@@ -73,12 +79,13 @@ DECODERS: dict[str, Decoder] = {
 
 
 def decode_batch(outputs: Outputs, letterboxes: Sequence[Letterbox], sources: Sequence[str],
-                 meta: ModelMetadata) -> list[Prediction]:
-    """Predictions of a batch, row ``i`` for ``letterboxes[i]`` / ``sources[i]``."""
+                 meta: ModelMetadata, min_score: float = 0.0) -> list[Prediction]:
+    """Predictions of a batch, row ``i`` for ``letterboxes[i]`` / ``sources[i]``; detections
+    scoring below ``min_score`` are left out."""
     decoder = DECODERS[meta.task]
     predictions = []
     for i, (lb, source) in enumerate(zip(letterboxes, sources, strict=True)):
-        prediction = decoder(outputs, i, lb, meta)
+        prediction = decoder(outputs, i, lb, meta, min_score)
         prediction.source = source
         predictions.append(prediction)
     return predictions

@@ -20,11 +20,17 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from export.runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelFileError, ModelMetadata
+from export.runtime.contract import (
+    DEFAULT_SCORE_THRESHOLD,
+    INPUT_NAME,
+    TASK_OUTPUTS,
+    ModelFileError,
+    ModelMetadata,
+)
 from export.runtime.decode import DECODERS, Outputs, decode_batch
 from export.runtime.providers import create_session, load_for_inspection
 from export.runtime.results import Prediction
-from vision_tasks.imaging import ImageSource, Letterbox, letterbox, load_image
+from vision_tasks.imaging import ImageSource, Letterbox, load_letterboxed
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -71,6 +77,13 @@ class Predictor:
         task: when given, the model must be of this task (else :class:`ModelFileError`).
         threads: CPU intra-op threads (default: the cores this process may use).
         batch_size: images per inference call in :meth:`predict`.
+        reduced_decode: decode JPEG files / bytes at least 8x larger than their letterboxed
+            size at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling): faster on photographs, but
+            the model input is then slightly smoother than a full decode's (see
+            :func:`vision_tasks.imaging.load_letterboxed`). Off by default: every input is
+            exactly ``letterbox(load_image(source))``, what training and evaluation use.
+        score_threshold: detections (detect, segment) scoring below this are left out
+            (default :data:`DEFAULT_SCORE_THRESHOLD`; 0 keeps all the graph returns).
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
@@ -83,14 +96,20 @@ class Predictor:
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", task: str | None = None,
-                 threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 reduced_decode: bool = False,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> None:
         self.path = Path(path)
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        self.score_threshold = float(score_threshold)
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found; export one with "
                                  "`vision-tasks export RUN/weights/best.pt --out model.onnx`")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        self.reduced_decode = reduced_decode
         # The metadata is read before any GPU session is built (which can take minutes).
         probe = load_for_inspection(str(self.path))
         self.metadata = read_metadata(probe, str(self.path))
@@ -122,12 +141,15 @@ class Predictor:
                 f"input={h}x{w}, provider={self.provider!r})")
 
     def prepare(self, source: ImageSource) -> tuple[np.ndarray, Letterbox]:
-        """Decode and letterbox one image: uint8 ``[H, W, 3]`` model input and its mapping.
+        """Decode and letterbox one image: uint8 ``[H, W, 3]`` model input and its mapping
+        (:func:`vision_tasks.imaging.load_letterboxed`, reduced as ``reduced_decode`` says).
 
         Raises:
             ImageError: the source cannot be read or decoded.
         """
-        return letterbox(load_image(source), self.input_size, self.metadata.pad_value)
+        image, geometry, _ = load_letterboxed(source, self.input_size, self.metadata.pad_value,
+                                              reduce=self.reduced_decode)
+        return image, geometry
 
     def run(self, images: np.ndarray) -> Outputs:
         """Model only: uint8 ``[N, H, W, 3]`` letterboxed batch -> the graph's named outputs."""
@@ -141,7 +163,7 @@ class Predictor:
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
                sources: Sequence[str]) -> list[Prediction]:
         """Outputs of :meth:`run` -> predictions in original-image coordinates."""
-        return decode_batch(outputs, letterboxes, sources, self.metadata)
+        return decode_batch(outputs, letterboxes, sources, self.metadata, self.score_threshold)
 
     def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],
                          sources: Sequence[str]) -> list[Prediction]:
