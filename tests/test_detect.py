@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit import coco_config, overfit
 
 from tasks._detect.assigner import task_aligned_assign
 from tasks._detect.head import PostprocessSettings, make_anchor_points
 from tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset, build_detection, decode_segmentation
-from vision_tasks.engine.optim import build_optimizer
 from vision_tasks.engine.trainer import Trainer
 from vision_tasks.models.model import build_model
 from vision_tasks.task_api import get_task
@@ -32,11 +32,6 @@ SETTINGS = PostprocessSettings(score_threshold=0.3, iou_threshold=0.5, pre_nms_t
 BOUNDS = torch.tensor([64.0, 64.0, 64.0, 64.0])
 
 
-def coco_split(root: Path, split: str) -> str:
-    return json.dumps({"images": str(root / split / "images"),
-                       "annotations": str(root / split / "annotations.json")})
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -48,9 +43,7 @@ def tiny_detect_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_detect_config(data: Path, *extra: str):
-    return load_config(None, [f"data.train={coco_split(data, 'train')}",
-                              f"data.val={coco_split(data, 'val')}", *TINY_DETECT, *extra],
-                       base={"task": "detect"})
+    return coco_config("detect", data, *TINY_DETECT, *extra)
 
 
 def test_assigner_gives_each_object_points_inside_it_and_iou_aware_targets() -> None:
@@ -72,20 +65,7 @@ def test_assigner_gives_each_object_points_inside_it_and_iou_aware_targets() -> 
 
 def test_loss_falls_when_overfitting_one_batch(tiny_detect_data: Path) -> None:
     cfg = tiny_detect_config(tiny_detect_data, "train.lr=0.005")
-    task = get_task("detect")
-    torch.manual_seed(0)
-    dataset = task.build_dataset(cfg, "train", train=False)
-    images, targets = task.collate([dataset[i] for i in range(8)])
-    model = build_model(cfg, task, 5).train()
-    loss_fn = task.build_loss(cfg, 5)
-    opt = build_optimizer(model, cfg.train)
-    losses = []
-    for _ in range(30):
-        loss, parts = loss_fn(model(images.float()), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses, parts, _ = overfit(cfg, get_task("detect"), 8, 30)
     assert set(parts) == {"cls", "box", "dfl"}
     assert losses[-1] < 0.6 * losses[0]
 

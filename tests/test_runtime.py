@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from testkit import assert_runs_without_torch
 
 from export.onnx_export import export_checkpoint
 from export.runtime import ModelFileError, ModelMetadata, Predictor
@@ -179,8 +178,7 @@ def test_detect_and_segment_keep_num_detections_rows_with_masks_in_original_pixe
 def test_runtime_import_and_prediction_leave_torch_out_of_sys_modules(model_path, tmp_path):
     image = tmp_path / "x.png"
     Image.new("RGB", (40, 24), (10, 200, 30)).save(image)
-    code = f"""
-import sys
+    assert_runs_without_torch(f"""
 from export.runtime import Predictor
 from export.runtime.batch import run_predict
 from export.runtime.sources import resolve_sources
@@ -188,10 +186,4 @@ predictor = Predictor({str(model_path)!r})
 assert predictor.predict_one({str(image)!r}).name
 run_predict(predictor, resolve_sources({str(tmp_path)!r}), {str(tmp_path / 'out')!r},
             save_images=True, progress=False)
-loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'tasks'))
-assert not loaded, loaded
-print('ok')
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+""")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
+from testkit import coco_config, coco_split, overfit
 
 from tasks._detect.head import PostprocessSettings
 from tasks._segment.postprocess import assemble_masks, box_crop
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset
-from vision_tasks.engine.optim import build_optimizer
 from vision_tasks.metrics.coco_eval import CocoEvaluator
 from vision_tasks.models.model import build_model
 from vision_tasks.task_api import get_task
@@ -31,11 +31,6 @@ TINY_SEGMENT = [
 TASK = get_task("segment")
 
 
-def coco_split(root: Path, split: str) -> str:
-    return json.dumps({"images": str(root / split / "images"),
-                       "annotations": str(root / split / "annotations.json")})
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -47,9 +42,7 @@ def tiny_segment_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_segment_config(data: Path, *extra: str):
-    return load_config(None, [f"data.train={coco_split(data, 'train')}",
-                              f"data.val={coco_split(data, 'val')}", *TINY_SEGMENT, *extra],
-                       base={"task": "segment"})
+    return coco_config("segment", data, *TINY_SEGMENT, *extra)
 
 
 def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -149,20 +142,8 @@ def test_masks_are_assembled_for_kept_detections_cropped_to_their_boxes() -> Non
 
 def test_mask_loss_falls_when_overfitting_one_batch(tiny_segment_data: Path) -> None:
     cfg = tiny_segment_config(tiny_segment_data, "train.lr=0.005")
-    torch.manual_seed(0)
-    dataset = TASK.build_dataset(cfg, "train", train=False)
-    images, targets = TASK.collate([dataset[i] for i in range(8)])
+    masks, parts, targets = overfit(cfg, TASK, 8, 40, lambda loss, parts: float(parts["mask"]))
     assert targets["masks"].shape[:2] == targets["labels"].shape
-    model = build_model(cfg, TASK, 5).train()
-    loss_fn = TASK.build_loss(cfg, 5)
-    opt = build_optimizer(model, cfg.train)
-    masks = []
-    for _ in range(40):
-        loss, parts = loss_fn(model(images.float()), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        masks.append(float(parts["mask"]))
     assert set(parts) == {"cls", "box", "dfl", "mask"}
     assert masks[-1] < 0.6 * masks[0]
 

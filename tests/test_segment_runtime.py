@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from testkit import assert_runs_without_torch
 
 from export.runtime import TASK_OUTPUTS, ModelMetadata, Predictor
 from export.runtime.draw import MASK_OPACITY, class_colour
@@ -300,20 +299,13 @@ def test_the_mask_threshold_comes_from_the_metadata(scene, tmp_path):
 
 def test_segment_prediction_leaves_torch_out_of_sys_modules(scene_model, scene, tmp_path):
     cv2.imwrite(str(tmp_path / "1.png"), cv2.cvtColor(scene[0], cv2.COLOR_RGB2BGR))
-    code = f"""
-import sys
+    assert_runs_without_torch(f"""
 from export.runtime import Predictor
 from export.runtime.batch import run_predict
 predictor = Predictor({str(scene_model)!r})
 run_predict(predictor, [{str(tmp_path / '1.png')!r}], {str(tmp_path / 'out')!r},
             save_images=True, progress=False)
-loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'tasks'))
-assert not loaded, loaded
-print('ok')
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+""")
 
 
 def test_detections_below_the_score_threshold_are_left_out(scene_model, scene, tmp_path):

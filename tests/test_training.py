@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from testkit import overfit
 
 from vision_tasks.cli import main
 from vision_tasks.engine.checkpoint import load_checkpoint
-from vision_tasks.engine.optim import build_optimizer
 from vision_tasks.engine.trainer import Trainer
 from vision_tasks.errors import CheckpointError
-from vision_tasks.models.model import build_model
 from vision_tasks.task_api import get_task
 
 
@@ -26,20 +25,7 @@ def quiet(_: str) -> None:
 def test_loss_falls_when_overfitting_one_batch(tiny_classify_data, tiny_config, optimizer) -> None:
     cfg = tiny_config(tiny_classify_data, f"train.optimizer={optimizer}",
                       "train.lr=0.05" if optimizer in ("sgd", "momentum", "adagrad") else "train.lr=0.01")
-    task = get_task("classify")
-    torch.manual_seed(0)
-    dataset = task.build_dataset(cfg, "train", train=False)
-    images, labels = task.collate([dataset[i] for i in range(16)])
-    model = build_model(cfg, task, 5).train()
-    loss_fn = task.build_loss(cfg, 5)
-    opt = build_optimizer(model, cfg.train)
-    losses = []
-    for _ in range(40):
-        loss, _ = loss_fn(model(images.float()), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses, _, _ = overfit(cfg, get_task("classify"), 16, 40)
     assert losses[-1] < 0.5 * losses[0]
 
 
