@@ -15,7 +15,7 @@ import numpy as np
 from export.runtime.contract import ModelMetadata
 from export.runtime.results import Detection, Prediction
 from vision_tasks.imaging import Letterbox
-from vision_tasks.masks import masks_to_original
+from vision_tasks.masks import resample_mask
 
 Outputs = dict[str, np.ndarray]
 Decoder = Callable[[Outputs, int, Letterbox, ModelMetadata, float], Prediction]
@@ -50,22 +50,21 @@ def decode_detect(outputs: Outputs, i: int, lb: Letterbox, meta: ModelMetadata,
     segment ``masks [N, K, Hm, Wm]``) -> the first ``num_detections`` objects, those scoring
     at least ``min_score`` (rows are sorted by decreasing score).
 
-    Segment masks become bool ``[H, W]`` over the original image, thresholded at the
-    metadata's ``thresholds["mask"]`` (0.5 when absent) and computed inside each object's
-    box only (see :func:`vision_tasks.masks.resample_mask`).
+    Segment masks are resampled into the original image, thresholded at the metadata's
+    ``thresholds["mask"]`` (0.5 when absent), inside each object's box only: each
+    :class:`Detection` keeps that crop (see :func:`vision_tasks.masks.resample_mask`).
     """
     n = int(outputs["num_detections"][i])
     n = int(np.count_nonzero(outputs["scores"][i, :n] >= min_score))
     boxes = lb.boxes_to_original(outputs["boxes"][i, :n])
     scores, labels = outputs["scores"][i, :n], outputs["labels"][i, :n]
-    masks = None
+    crops = [None] * n
     if "masks" in outputs:
         threshold = float(meta.thresholds.get("mask", 0.5))
-        masks = masks_to_original(outputs["masks"][i, :n], boxes, lb, threshold)
+        crops = [resample_mask(outputs["masks"][i, k], lb, threshold, boxes[k]) for k in range(n)]
     return _prediction(meta, lb, detections=[
         Detection(box=tuple(float(v) for v in boxes[k]), label=int(labels[k]),
-                  name=meta.class_names[int(labels[k])], score=float(scores[k]),
-                  mask=None if masks is None else masks[k])
+                  name=meta.class_names[int(labels[k])], score=float(scores[k]), crop=crops[k])
         for k in range(n)])
 
 

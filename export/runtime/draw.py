@@ -10,6 +10,7 @@ import numpy as np
 
 from export.runtime.results import Prediction
 from vision_tasks.fileio import atomic_write_bytes
+from vision_tasks.masks import MaskCrop
 
 WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MIN_SIDE = 256  # drawings of smaller images are enlarged to at least this many pixels
@@ -35,16 +36,14 @@ def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int
                 thickness, cv2.LINE_AA)
 
 
-def _draw_mask(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], zoom: int,
+def _draw_mask(canvas: np.ndarray, mask: MaskCrop, colour: tuple[int, int, int], zoom: int,
                thickness: int) -> None:
-    """Tint the pixels of bool ``[H, W]`` ``mask`` (original pixels; the canvas is ``zoom``
-    times larger) with ``colour`` and outline each of its parts and holes, working only
-    inside the mask's bounding rectangle."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    """Tint the pixels of ``mask`` (original pixels; the canvas is ``zoom`` times larger)
+    with ``colour`` and outline each of its parts and holes, working only inside the crop."""
+    if not mask.mask.any():
         return
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
+    y0, x0 = mask.y0, mask.x0
+    crop = np.ascontiguousarray(mask.mask, dtype=np.uint8)
     if zoom > 1:
         crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     top, left = y0 * zoom, x0 * zoom
@@ -72,8 +71,8 @@ def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     thickness = max(1, round(min(h, w) / 250))
     detections = prediction.detections or []
     for det in detections:  # every mask first, so that no mask covers another's label
-        if det.mask is not None:
-            _draw_mask(canvas, det.mask, class_colour(det.label), zoom, thickness)
+        if det.crop is not None:
+            _draw_mask(canvas, det.crop, class_colour(det.label), zoom, thickness)
     for det in detections:
         colour = class_colour(det.label)
         x1, y1, x2, y2 = (round(v * zoom) for v in det.box)

@@ -16,12 +16,13 @@ segment               ``None``                    up to K, each with a ``mask``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from vision_tasks.imaging import Letterbox
-from vision_tasks.masks import encode_rle
+from vision_tasks.masks import MaskCrop
 
 SCORE_DECIMALS = 6
 BOX_DECIMALS = 2
@@ -48,22 +49,31 @@ class Detection:
         label: class index into the model's ``class_names``.
         name: ``class_names[label]``.
         score: confidence in ``[0, 1]``.
-        mask: bool ``[H, W]`` over the original image (segment only), else None.
+        crop: the mask (segment only, else None) as computed: a
+            :class:`~vision_tasks.masks.MaskCrop`, the object's pixels inside its box of the
+            original image; :attr:`mask` and :meth:`rle` are built from it.
     """
 
     box: tuple[float, float, float, float]
     label: int
     name: str
     score: float
-    mask: np.ndarray | None = field(default=None, repr=False)
+    crop: MaskCrop | None = field(default=None, repr=False)
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        """Bool ``[H, W]`` over the original image (segment only), else None; built on first
+        use (the RLE and the drawings do not need it)."""
+        return None if self.crop is None else self.crop.full()
 
     def rle(self) -> dict[str, Any] | None:
         """The mask as compressed COCO RLE ``{"size": [H, W], "counts": str}`` (what
         ``pycocotools.mask.encode`` gives, counts decoded to text), None without a mask.
+        Encoded from the crop, without building the ``[H, W]`` mask.
 
         Read it back with :func:`vision_tasks.masks.decode_rle` or ``pycocotools``.
         """
-        return None if self.mask is None else encode_rle(self.mask)
+        return None if self.crop is None else self.crop.rle()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: ``box``, ``label``, ``name``, ``score`` and, for segment, ``mask``
@@ -71,7 +81,7 @@ class Detection:
         out: dict[str, Any] = {"box": [round(float(v), BOX_DECIMALS) for v in self.box],
                                "label": self.label, "name": self.name,
                                "score": round(self.score, SCORE_DECIMALS)}
-        if self.mask is not None:
+        if self.crop is not None:
             out["mask"] = self.rle()
         return out
 
