@@ -31,7 +31,7 @@ from tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.data.coco_detection import build_detection, collate_detection
 from vision_tasks.data.synth import write_coco
 from vision_tasks.errors import ConfigError
-from vision_tasks.metrics.coco_eval import CocoBoxEvaluator
+from vision_tasks.metrics.coco_eval import CocoEvaluator
 from vision_tasks.models.layers import ACTIVATIONS
 from vision_tasks.models.necks import PyramidNeck
 from vision_tasks.task_api import Task
@@ -62,19 +62,29 @@ class DetectTask(Task):
     synth_size = 128  # default image side of `vision-tasks data synth detect`
     onnx_translations = ONNX_TRANSLATIONS  # the grouped NMS operator -> ONNX NonMaxSuppression
 
+    masks = False  # whether items carry instance masks (segment)
+
     def build_dataset(self, cfg, split, train, class_names=None):
-        return build_detection(cfg, split, train, class_names)
+        return build_detection(cfg, split, train, class_names, masks=self.masks)
 
     def collate(self, batch):
         return collate_detection(batch)
 
     def build_head(self, cfg, features, num_classes, feature_shapes):
+        neck, head, _ = self.neck_and_head(cfg, features, num_classes, feature_shapes)
+        return Detector(neck, head, postprocess_settings(cfg.model.head))
+
+    def neck_and_head(self, cfg, features, num_classes, feature_shapes
+                      ) -> tuple[PyramidNeck, DenseDetectHead, list[int]]:
+        """The checked neck and dense head on the backbone's last three stages, and the
+        strides of those stages (shared with ``segment``)."""
         hc: DetectHeadConfig = cfg.model.head
         _check_head(hc)
         if len(features) < LEVELS:
-            raise ConfigError(f"model.backbone: detect needs at least {LEVELS} stages (strides 8, "
-                              f"16, 32), {cfg.model.backbone.name} has {len(features)}; give "
-                              "simple_cnn 5 depths, e.g. depths: [1, 1, 2, 2, 2]")
+            raise ConfigError(f"model.backbone: {self.name} needs at least {LEVELS} stages "
+                              f"(strides 8, 16, 32), {cfg.model.backbone.name} has "
+                              f"{len(features)}; give simple_cnn 5 depths, e.g. depths: "
+                              "[1, 1, 2, 2, 2]")
         used = features[-LEVELS:]
         shapes = [(h, w) for _, h, w in feature_shapes[-LEVELS:]]
         strides = [f.stride for f in used]
@@ -82,7 +92,7 @@ class DetectTask(Task):
         neck = PyramidNeck([f.channels for f in used], hc.channels, hc.neck, hc.activation)
         head = DenseDetectHead(hc.channels, shapes, strides, num_classes, (size, size), hc.hidden,
                                hc.depth, hc.reg_max, hc.activation)
-        return Detector(neck, head, postprocess_settings(hc))
+        return neck, head, strides
 
     def build_loss(self, cfg, num_classes):
         return DetectLoss(cfg.loss, num_classes)
@@ -107,7 +117,7 @@ class DetectTask(Task):
         return meta
 
     def make_evaluator(self, class_names):
-        return CocoBoxEvaluator(class_names)
+        return CocoEvaluator(class_names)
 
     def synthesize(self, out, n_train, n_val, size, seed):
         return write_coco(out, n_train, n_val, size, seed, 1, 6, occlusion=True, overwrite=True)

@@ -24,16 +24,13 @@ from typing import Any
 
 from torch import Tensor
 
-from tasks._detect.head import DenseDetectHead
 from tasks._detect.postprocess import detections_fixed_k
 from tasks._segment.head import Segmenter
 from tasks._segment.loss import SegmentLoss, SegmentLossConfig
 from tasks._segment.postprocess import assemble_masks
-from tasks.detect import LEVELS, DetectHeadConfig, DetectTask, _check_head, postprocess_settings
-from vision_tasks.data.coco_detection import build_detection, collate_detection
+from tasks.detect import DetectHeadConfig, DetectTask, postprocess_settings
 from vision_tasks.errors import ConfigError
 from vision_tasks.metrics.coco_eval import CocoEvaluator
-from vision_tasks.models.necks import PyramidNeck
 
 MASK_THRESHOLD = 0.5  # mask probability above which a pixel is the object's (metrics, runtime)
 
@@ -51,32 +48,17 @@ class SegmentTask(DetectTask):
     LossConfig = SegmentLossConfig
     primary_metric = "mask_map"
 
-    def build_dataset(self, cfg, split, train, class_names=None):
-        return build_detection(cfg, split, train, class_names, masks=True)
-
-    def collate(self, batch):
-        return collate_detection(batch)
+    masks = True
 
     def build_head(self, cfg, features, num_classes, feature_shapes):
         hc: SegmentHeadConfig = cfg.model.head
-        _check_head(hc)
         for key in ("num_protos", "proto_channels", "coef_hidden"):
             if getattr(hc, key) < 1:
                 raise ConfigError(f"model.head.{key}: must be at least 1, got {getattr(hc, key)}")
-        if len(features) < LEVELS:
-            raise ConfigError(f"model.backbone: segment needs at least {LEVELS} stages (strides 8, "
-                              f"16, 32), {cfg.model.backbone.name} has {len(features)}; give "
-                              "simple_cnn 5 depths, e.g. depths: [1, 1, 2, 2, 2]")
-        used = features[-LEVELS:]
-        strides = [f.stride for f in used]
+        neck, head, strides = self.neck_and_head(cfg, features, num_classes, feature_shapes)
         if strides[0] % 2:
             raise ConfigError(f"model.backbone: the finest stage segment uses has stride "
                               f"{strides[0]}; prototypes need an even stride (8 gives masks at H/4)")
-        shapes = [(h, w) for _, h, w in feature_shapes[-LEVELS:]]
-        size = cfg.data.image_size
-        neck = PyramidNeck([f.channels for f in used], hc.channels, hc.neck, hc.activation)
-        head = DenseDetectHead(hc.channels, shapes, strides, num_classes, (size, size), hc.hidden,
-                               hc.depth, hc.reg_max, hc.activation)
         return Segmenter(neck, head, postprocess_settings(hc), strides, hc.channels, hc.num_protos,
                          hc.proto_channels, hc.coef_hidden, hc.depth, hc.activation)
 

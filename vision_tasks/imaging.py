@@ -24,11 +24,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision_tasks import fast_decode
 
-__all__ = ["PAD_VALUE", "REDUCE_MARGIN", "ImageError", "ImageSource", "Letterbox", "letterbox",
+__all__ = ["IMAGE_SUFFIXES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError", "ImageSource", "Letterbox", "letterbox",
            "load_image", "load_letterboxed"]
 
 PAD_VALUE = 114
 """Grey level of the letterbox border (the ONNX contract's pad value)."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+"""File suffixes (lower case) that folder scans take for images (data sets and ``predict``)."""
 
 # What load_image accepts: a path, encoded bytes, a PIL image or a pixel array.
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray

@@ -121,9 +121,8 @@ class _Writer:
 
 
 def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike,
-                batch_size: int | None = None, workers: int | None = None,
-                save_images: bool = False, resume: bool = False, overwrite: bool = False,
-                progress: bool = True) -> PredictSummary:
+                workers: int | None = None, save_images: bool = False, resume: bool = False,
+                overwrite: bool = False, progress: bool = True) -> PredictSummary:
     """Predict every source into ``out`` (see the module docstring for the files written).
 
     Raises:
@@ -145,7 +144,7 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="draw") as draw_pool, \
                 tqdm(total=len(todo), unit="img", desc="predict", disable=not progress,
                      dynamic_ncols=True) as bar:
-            stream: Iterator[Outcome] = predict_stream(predictor, todo, batch_size, workers,
+            stream: Iterator[Outcome] = predict_stream(predictor, todo, workers=workers,
                                                        keep_original=save_images)
             for outcome in stream:
                 writer.write(outcome)

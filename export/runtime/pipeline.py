@@ -22,7 +22,7 @@ import numpy as np
 
 from export.runtime.predictor import Predictor
 from export.runtime.results import Prediction
-from vision_tasks.imaging import ImageError, Letterbox, load_letterboxed
+from vision_tasks.imaging import ImageError, Letterbox
 
 
 @dataclass
@@ -62,14 +62,12 @@ def default_workers() -> int:
 
 
 def make_preparer(predictor: Predictor, keep_original: bool = False) -> Callable[[str], Prepared]:
-    """The per-file job run in worker threads: read, decode, letterbox, as
-    :meth:`Predictor.prepare` does (the same model input, drawings or not)."""
-    size, pad = predictor.input_size, predictor.metadata.pad_value
-    reduce = predictor.reduced_decode
+    """The per-file job run in worker threads: read, decode, letterbox with
+    :meth:`Predictor.load` (the same model input, drawings or not)."""
 
     def prepare(source: str) -> Prepared:
         try:
-            image, lb, original = load_letterboxed(source, size, pad, reduce, keep_original)
+            image, lb, original = predictor.load(source, keep_original)
         except ImageError as err:
             return Prepared(source, error=str(err))
         except Exception as err:  # never let one odd file stop a long run

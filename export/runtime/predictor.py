@@ -147,9 +147,15 @@ class Predictor:
         Raises:
             ImageError: the source cannot be read or decoded.
         """
-        image, geometry, _ = load_letterboxed(source, self.input_size, self.metadata.pad_value,
-                                              reduce=self.reduced_decode)
+        image, geometry, _ = self.load(source)
         return image, geometry
+
+    def load(self, source: ImageSource, keep_original: bool = False
+             ) -> tuple[np.ndarray, Letterbox, np.ndarray | None]:
+        """:meth:`prepare`, plus the decoded original image when ``keep_original`` (for
+        drawing), else None."""
+        return load_letterboxed(source, self.input_size, self.metadata.pad_value,
+                                reduce=self.reduced_decode, keep_original=keep_original)
 
     def run(self, images: np.ndarray) -> Outputs:
         """Model only: uint8 ``[N, H, W, 3]`` letterboxed batch -> the graph's named outputs."""

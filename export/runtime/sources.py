@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from export.runtime.contract import ModelFileError
+from vision_tasks.imaging import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 """File name endings a folder or glob is searched for (case-insensitive)."""
 
 

@@ -84,15 +84,14 @@ class DenseDetectHead(nn.Module):
     - ``cls``: float ``[N, A, C]`` class logits (sigmoid gives per-class scores);
     - ``dist``: float ``[N, A, 4, reg_max]`` logits of each side's distance distribution;
     - ``boxes``: float ``[N, A, 4]`` decoded ``(x1, y1, x2, y2)`` in input pixels, unclipped;
-    - ``points`` ``[A, 2]``, ``point_strides`` ``[A]``, ``bounds`` ``[4]`` = (W, H, W, H);
-    - ``features``: the neck maps (a mask branch can build on them).
+    - ``points`` ``[A, 2]``, ``point_strides`` ``[A]``, ``bounds`` ``[4]`` = (W, H, W, H).
     """
 
     def __init__(self, channels: int, shapes: list[tuple[int, int]], strides: list[int],
                  num_classes: int, input_size: tuple[int, int], hidden: int, depth: int = 2,
                  reg_max: int = 16, act: str = "silu", prior: float = 0.01) -> None:
         super().__init__()
-        self.num_classes, self.reg_max = num_classes, reg_max
+        self.reg_max = reg_max
         self.cls_branches = nn.ModuleList(_Branch(channels, hidden, num_classes, depth, act)
                                           for _ in strides)
         self.box_branches = nn.ModuleList(_Branch(channels, hidden, 4 * reg_max, depth, act)
@@ -120,7 +119,7 @@ class DenseDetectHead(nn.Module):
         distances = dist_logits.softmax(dim=-1).matmul(self.bins)  # [N, A, 4] in strides
         boxes = decode_distances(distances, self.points, self.point_strides)
         return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
-                "point_strides": self.point_strides, "bounds": self.bounds, "features": maps}
+                "point_strides": self.point_strides, "bounds": self.bounds}
 
 
 class Detector(nn.Module):

@@ -56,7 +56,6 @@ class DetectLoss(nn.Module):
     def __init__(self, cfg: DetectLossConfig, num_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.num_classes = num_classes
         self.last_assignment: Assignment | None = None  # for a mask branch built on top
 
     def forward(self, outputs: dict, targets: dict) -> tuple[Tensor, dict[str, Tensor]]:

@@ -64,7 +64,7 @@ def grouped_nms(boxes: Tensor, scores: Tensor, max_per_group: int, iou_threshold
     g = group[keep]
     order = torch.argsort(g, stable=True)
     sorted_groups = g[order]
-    counts = torch.bincount(sorted_groups, minlength=int(group.max()) + 1 if len(group) else 0)
+    counts = torch.bincount(sorted_groups)
     starts = counts.cumsum(0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=order.device) - starts[sorted_groups]
@@ -145,8 +145,7 @@ def detections_fixed_k(boxes: Tensor, scores: Tensor, bounds: Tensor,
     bx = boxes[b, pt]
 
     # Rank within the image = position - the image's first position; then [N, K] slots.
-    images = torch.ones_like(flat[:, 0], dtype=torch.long).cumsum(0) - 1  # [N], batch-size free
-    counts = torch.zeros_like(images).scatter_add(0, b, torch.ones_like(b))  # [N]
+    counts = torch.zeros_like(flat[:, 0], dtype=torch.long).scatter_add(0, b, torch.ones_like(b))
     starts = counts.cumsum(0) - counts
     rank = torch.ones_like(b).cumsum(0) - 1 - starts[b]
     fits = torch.nonzero(rank < k_out).reshape(-1)

@@ -40,7 +40,7 @@ class Segmenter(nn.Module):
     """The task's head as the core sees it: neck + dense detection head + mask branch.
 
     ``forward(features: list[Tensor]) -> dict``: the dense head's outputs (``cls``,
-    ``dist``, ``boxes``, ``points``, ``point_strides``, ``bounds``, ``features``), plus
+    ``dist``, ``boxes``, ``points``, ``point_strides``, ``bounds``), plus
 
     - ``coef``: float ``[N, A, P]`` mask coefficients per point;
     - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks (stride ``mask_stride``);

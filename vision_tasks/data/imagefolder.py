@@ -10,9 +10,7 @@ from torch.utils.data import Dataset
 
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import ImageError, letterbox, load_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from vision_tasks.imaging import IMAGE_SUFFIXES, ImageError, letterbox, load_image
 
 
 def scan_imagefolder(root: Path, key: str) -> tuple[list[str], list[tuple[Path, int]]]:

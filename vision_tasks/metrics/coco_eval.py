@@ -166,8 +166,6 @@ class CocoEvaluator(Evaluator):
         return paths
 
 
-CocoBoxEvaluator = CocoEvaluator  # the detect task's name for it (boxes only)
-
 
 def draw_pr_curves(coco_eval: Any, names: list[str], category_ids: list[int | None],
                    path: Path) -> None:
