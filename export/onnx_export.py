@@ -38,7 +38,7 @@ from export.parity import ParityReport, check_images, check_parity
 from export.runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
 from vision_tasks import __version__
 from vision_tasks.config import Config
-from vision_tasks.engine.checkpoint import model_from_checkpoint
+from vision_tasks.engine.checkpoint import load_checkpoint, model_from_state
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.task_api import Task
@@ -86,7 +86,8 @@ def output_names(model: nn.Module, task: Task, size: int) -> tuple[str, ...]:
 
 
 def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple[str, ...],
-                   sample_outputs: tuple[Tensor, ...]) -> ModelMetadata:
+                   sample_outputs: tuple[Tensor, ...],
+                   category_ids: list[int | None] | None = None) -> ModelMetadata:
     """The contract's metadata. ``max_detections`` is read off the ``boxes`` output
     (``[N, K, 4]``). A task may add to it with an optional hook
     ``export_metadata(cfg) -> dict``: ``thresholds`` and ``category_ids`` (COCO ids of the
@@ -101,7 +102,10 @@ def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple
     if declared != max_detections:
         raise ExportError(f"task '{task.name}' declares max_detections={declared}, but its "
                           f"graph returns {max_detections} rows per image")
-    ids = extra.pop("category_ids", None)
+    ids = category_ids if category_ids is not None else extra.pop("category_ids", None)
+    extra.pop("category_ids", None)
+    if ids is not None and any(i is None for i in ids):
+        ids = None  # a class without an original id: results use class indices
     return ModelMetadata(
         task=task.name, class_names=tuple(class_names),
         input_size=(cfg.data.image_size, cfg.data.image_size), outputs=names,
@@ -131,8 +135,10 @@ def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelPr
 
 
 def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[str], *,
-                 opset: int = DEFAULT_OPSET, fp16: bool = False) -> onnx.ModelProto:
-    """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included,
+                 opset: int = DEFAULT_OPSET, fp16: bool = False,
+                 category_ids: list[int | None] | None = None) -> onnx.ModelProto:
+    """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included
+    (``category_ids``: the original id of each class, as the checkpoint recorded them),
     checked by ``onnx.checker``."""
     model = model.eval().cpu().float()
     size = cfg.data.image_size
@@ -155,7 +161,7 @@ def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[st
                           f"use --opset {DEFAULT_OPSET}")
     for node in proto.graph.node:  # the exporter's per-node stack traces and source paths:
         del node.metadata_props[:]  # not part of the contract, and they make files differ
-    meta = build_metadata(task, cfg, class_names, names, sample_outputs)
+    meta = build_metadata(task, cfg, class_names, names, sample_outputs, category_ids)
     onnx.helper.set_model_props(proto, meta.to_props())
     proto.doc_string = f"vision-tasks {task.name} model, ONNX contract v{meta.contract_version}"
     try:
@@ -203,11 +209,13 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     checkpoint = Path(checkpoint)
     if opset < 7:
         raise ExportError(f"--opset {opset} is too old; use {DEFAULT_OPSET} (the default)")
-    model, cfg, task, names = model_from_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint)
+    model, cfg, task, names = model_from_state(state, checkpoint)
     out = Path(out) if out is not None else default_output(checkpoint, fp16)
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16)
+    proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16,
+                         category_ids=state.get("category_ids"))
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(out))
     data = proto.SerializeToString()
     precision = "fp16" if fp16 else "fp32"

@@ -105,15 +105,11 @@ class DetectTask(Task):
                                   outputs["postprocess"])
 
     def export_metadata(self, cfg) -> dict[str, Any]:
-        """For the ONNX metadata: the graph's thresholds and K, and ``category_ids`` (original
-        COCO id of each class index) when the training annotation file is at hand (the
-        model's classes are its categories sorted by id)."""
+        """For the ONNX metadata: the graph's thresholds and K (the classes' original COCO ids
+        come from the checkpoint, which the trainer gives them)."""
         hc: DetectHeadConfig = cfg.model.head
         meta: dict[str, Any] = {"thresholds": {"score": hc.score_threshold, "iou": hc.iou_threshold},
                                 "pre_nms_topk": hc.pre_nms_topk, "max_detections": hc.max_detections}
-        ids = _training_category_ids(cfg)
-        if ids is not None:
-            meta["category_ids"] = ids
         return meta
 
     def make_evaluator(self, class_names):
@@ -131,18 +127,6 @@ class DetectTask(Task):
 def postprocess_settings(hc: DetectHeadConfig) -> PostprocessSettings:
     return PostprocessSettings(hc.score_threshold, hc.iou_threshold, hc.pre_nms_topk,
                                hc.max_detections)
-
-
-def _training_category_ids(cfg) -> list[int] | None:
-    """Category ids of ``data.train`` sorted (the model's class order), or None if unreadable."""
-    split = cfg.data.train
-    if not isinstance(split, dict) or not Path(split.get("annotations", "")).is_file():
-        return None
-    try:
-        categories = json.loads(Path(split["annotations"]).read_text(encoding="utf-8"))["categories"]
-        return sorted(int(c["id"]) for c in categories)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _check_head(hc: DetectHeadConfig) -> None:

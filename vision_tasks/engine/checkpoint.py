@@ -57,7 +57,12 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: list[st
 def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None,
                           use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
     """Rebuild the model of a checkpoint (EMA weights when present), in eval mode."""
-    ckpt = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path), path, overrides, use_ema)
+
+
+def model_from_state(ckpt: dict[str, Any], path: str | Path, overrides: list[str] | None = None,
+                     use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
+    """:func:`model_from_checkpoint` of a checkpoint already loaded from ``path``."""
     cfg = checkpoint_config(ckpt, path, overrides)
     task = get_task(cfg.task)
     names = list(ckpt["class_names"])

@@ -91,6 +91,8 @@ class Trainer:
 
         train_set = task.build_dataset(cfg, "train", train=True)
         names = train_set.class_names
+        # Original ids of the classes (COCO sets), kept for the export's metadata.
+        self.category_ids = getattr(train_set, "category_ids", None)
         val_set = task.build_dataset(cfg, "val", train=False, class_names=names)
         sampler = EpochSampler(len(train_set), tcfg.seed, shuffle=True)
         train_loader = make_loader(task, train_set, tcfg.batch_size, cfg.data.workers, sampler,
@@ -186,7 +188,8 @@ class Trainer:
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"task": cfg.task, "class_names": list(names), "config": cfg.to_dict(),
+        return {"task": cfg.task, "class_names": list(names), "category_ids": self.category_ids,
+                "config": cfg.to_dict(),
                 "model": model.state_dict(), "ema": ema.module.state_dict() if ema else None,
                 "ema_updates": ema.updates if ema else 0, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
