@@ -1,18 +1,23 @@
 """``vision-tasks benchmark``: throughput ratios taken in one run, on one machine.
 
-Three measurements, same batch size and thread count, each after a warm-up, as the median
-images/s of several repeats; the repeats are interleaved (a round times each once), so on
-a shared machine a change of load hits all three alike:
+Up to four measurements, same batch size and thread count, each after a warm-up, as the
+median images/s of several repeats; the repeats are interleaved (a round times each once),
+so on a shared machine a change of load hits all of them alike:
 
-- ``onnxruntime``: model only (letterboxed uint8 batch in memory -> outputs);
-- ``pytorch``: the same graph in PyTorch eager (``ExportWrapper`` on the checkpoint),
-  when a checkpoint is given;
+- ``onnxruntime``: model only, one call at a time on all threads (letterboxed uint8 batch
+  in memory -> outputs; :meth:`Predictor.run`);
+- ``onnxruntime_lanes`` (when ``Predictor.lanes > 1``): model only as the pipeline runs it,
+  ``lanes`` batches at once (:meth:`Predictor.run_lane`);
+- ``pytorch``: the same graph in PyTorch eager (``ExportWrapper`` on the checkpoint), one
+  call at a time on all threads, when a checkpoint is given;
 - ``pipeline``: files -> decode + letterbox (worker threads) -> onnxruntime -> results
   (:func:`export.runtime.pipeline.predict_stream`, what ``vision-tasks predict`` runs,
   minus the disk writes of its JSONL lines).
 
-Goals (the issue's): onnxruntime >= 1.3x PyTorch eager on CPU; pipeline >= 85 % of
-model-only throughput.
+Ratios: onnxruntime / pytorch compares like with like (one call on all threads); pipeline
+/ model only divides by the faster of the two model-only ways, so a pipeline cannot look
+good against a slow model-only figure. Goals (the issue's): onnxruntime >= 1.3x PyTorch
+eager on CPU; pipeline >= 85 % of model-only throughput.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ from export.runtime.sources import SourceError, resolve_sources
 
 ONNX_VS_TORCH_GOAL = 1.3
 PIPELINE_GOAL = 0.85
+MODEL_ONLY = ("onnxruntime", "onnxruntime_lanes")
+LANE_CALLS = 8  # batches each lane runs between two meetings (see _lanes_runner)
 
 
 @dataclass
@@ -53,10 +61,17 @@ class BenchmarkReport:
     batch_size: int
     threads: int
     workers: int
+    lanes: int
     provider: str
     pipeline_images: str
     measurements: dict[str, Measurement]
     reduced_decode: bool = False  # the pipeline decoded large JPEGs at reduced scale
+
+    @property
+    def model_only(self) -> str:
+        """The faster model-only measurement: the one the pipeline is held to."""
+        names = [n for n in MODEL_ONLY if n in self.measurements]
+        return max(names, key=lambda n: self.measurements[n].images_per_s)
 
     def ratio(self, a: str, b: str) -> float | None:
         if a in self.measurements and b in self.measurements:
@@ -64,19 +79,22 @@ class BenchmarkReport:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratios": {
+        return {**asdict(self), "model_only": self.model_only, "ratios": {
             "onnxruntime_over_pytorch": self.ratio("onnxruntime", "pytorch"),
-            "pipeline_over_model_only": self.ratio("pipeline", "onnxruntime")},
+            "pipeline_over_model_only": self.ratio("pipeline", self.model_only)},
             "goals": {"onnxruntime_over_pytorch": ONNX_VS_TORCH_GOAL,
                       "pipeline_over_model_only": PIPELINE_GOAL}}
 
     def table(self) -> str:
         h, w = self.input_size
         lines = [f"benchmark {self.model}: {self.task}, input {h}x{w}, batch {self.batch_size}, "
-                 f"{self.threads} threads, {self.workers} decode workers, {self.provider}",
+                 f"{self.threads} threads, {self.lanes} lane{'s' * (self.lanes != 1)}, "
+                 f"{self.workers} decode workers, "
+                 f"{self.provider}",
                  f"  {'':34s}{'images/s':>10s}{'ms/batch':>10s}"]
-        labels = {"onnxruntime": "onnxruntime (model only)", "pytorch": "pytorch eager (model only)",
-                  "pipeline": "predict pipeline (files)"}
+        labels = {"onnxruntime": "onnxruntime (model only)",
+                  "onnxruntime_lanes": f"onnxruntime, {self.lanes} lanes (model only)",
+                  "pytorch": "pytorch eager (model only)", "pipeline": "predict pipeline (files)"}
         for key, label in labels.items():
             if key in self.measurements:
                 m = self.measurements[key]
@@ -85,9 +103,9 @@ class BenchmarkReport:
         if onnx_torch is not None:
             lines.append(f"  {'onnxruntime / pytorch':34s}{onnx_torch:9.2f}x  "
                          f"(goal >= {ONNX_VS_TORCH_GOAL}x: {'met' if onnx_torch >= ONNX_VS_TORCH_GOAL else 'MISSED'})")
-        pipe = self.ratio("pipeline", "onnxruntime")
+        pipe = self.ratio("pipeline", self.model_only)
         if pipe is not None:
-            lines.append(f"  {'pipeline / model only':34s}{100 * pipe:9.1f} %  "
+            lines.append(f"  {'pipeline / best model only':34s}{100 * pipe:9.1f} %  "
                          f"(goal >= {100 * PIPELINE_GOAL:.0f} %: {'met' if pipe >= PIPELINE_GOAL else 'MISSED'})")
         lines.append(f"  pipeline images: {self.pipeline_images}; "
                      f"{'reduced' if self.reduced_decode else 'full'} JPEG decode")
@@ -167,20 +185,24 @@ def _pipeline_files(predictor: Predictor, images: str | None, count: int,
 
 def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch_size: int = 32,
                   device: str = "cpu", threads: int | None = None, workers: int | None = None,
-                  images: str | None = None, pipeline_count: int = 512, warmup: int = 3,
-                  repeats: int = 5, min_seconds: float = 1.0,
-                  reduced_decode: bool = False) -> BenchmarkReport:
-    """Measure and return the three throughputs (see the module docstring). Model-only
-    repeats last at least ``min_seconds``; a pipeline repeat is one pass over the files,
+                  images: str | None = None, pipeline_count: int = 2048, warmup: int = 3,
+                  repeats: int = 5, min_seconds: float = 1.0, reduced_decode: bool = False,
+                  lanes: int | None = None) -> BenchmarkReport:
+    """Measure and return the throughputs (see the module docstring). Model-only repeats
+    last at least ``min_seconds``; a pipeline repeat is one pass over ``pipeline_count``
+    files (long enough that filling and draining the stream, a few batches, weigh little),
     decoded as ``Predictor(reduced_decode=...)`` says."""
     predictor = Predictor(model, device=device, threads=threads, batch_size=batch_size,
-                          reduced_decode=reduced_decode)
+                          reduced_decode=reduced_decode, lanes=lanes)
     workers = workers or default_workers()
     h, w = predictor.input_size
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8)
     cases = [_Case("onnxruntime", lambda: predictor.run(batch), batch_size, warmup, min_seconds)]
     with tempfile.TemporaryDirectory(prefix="vision-tasks-bench-") as scratch, \
             contextlib.ExitStack() as stack:
+        if predictor.lanes > 1:
+            cases.append(_Case("onnxruntime_lanes", _lanes_runner(predictor, batch, stack),
+                               batch_size * predictor.lanes * LANE_CALLS, 1, min_seconds))
         if checkpoint is not None:
             run_torch = stack.enter_context(
                 _torch_runner(checkpoint, batch, predictor.threads, predictor.provider))
@@ -195,8 +217,29 @@ def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch
         cases.append(_Case("pipeline", run_pipeline, len(files), warmup=1, min_seconds=0.0))
         results = measure_interleaved(cases, batch_size, repeats)
     return BenchmarkReport(str(model), predictor.task, predictor.input_size, batch_size,
-                           predictor.threads, workers, predictor.provider, what, results,
-                           reduced_decode)
+                           predictor.threads, workers, predictor.lanes, predictor.provider, what,
+                           results, reduced_decode)
+
+
+def _lanes_runner(predictor: Predictor, batch: np.ndarray, stack: contextlib.ExitStack,
+                  per_lane: int = LANE_CALLS) -> Callable[[], None]:
+    """``predictor.lanes`` threads (this one and ``lanes - 1`` helpers) each running
+    ``per_lane`` copies of ``batch`` back to back through :meth:`Predictor.run_lane`, as the
+    pipeline keeps them busy: the lanes meet once per ``per_lane`` batches, not after each
+    (waiting for the slower lane after every batch would understate the model's speed)."""
+    pool = stack.enter_context(ThreadPoolExecutor(predictor.lanes - 1, thread_name_prefix="lane"))
+
+    def lane() -> None:
+        for _ in range(per_lane):
+            predictor.run_lane(batch)
+
+    def run() -> None:
+        others = [pool.submit(lane) for _ in range(predictor.lanes - 1)]
+        lane()
+        for future in others:
+            future.result()
+
+    return run
 
 
 @contextlib.contextmanager

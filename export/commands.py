@@ -43,6 +43,12 @@ def _reduced_decode(parser: argparse.ArgumentParser) -> None:
                              "decode's (see vision_tasks.imaging.load_letterboxed)")
 
 
+def _lanes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lanes", type=_positive, default=None,
+                        help="batches run at once, each on threads/lanes CPU threads "
+                             "(default: min(threads, 2))")
+
+
 def add_export(verbs: Any) -> None:
     p = verbs.add_parser("export", help="export a checkpoint to a self-describing ONNX file")
     p.add_argument("checkpoint", help="RUN/weights/best.pt")
@@ -75,6 +81,7 @@ def add_predict(verbs: Any) -> None:
                    help="decoding threads (default: cores, 2..8)")
     p.add_argument("--threads", type=_positive, default=None,
                    help="onnxruntime CPU threads (default: the usable cores)")
+    _lanes(p)
     p.add_argument("--save-images", action="store_true", help="draw the results into OUT/images/")
     p.add_argument("--score-threshold", type=_fraction, default=None,
                    help="detect/segment: leave out detections scoring below this (default 0.25, "
@@ -97,6 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sources = resolve_sources(args.source)
     predictor = Predictor(args.model, device=args.device, threads=args.threads,
                           batch_size=args.batch_size, reduced_decode=args.reduced_decode,
+                          lanes=args.lanes,
                           score_threshold=(DEFAULT_SCORE_THRESHOLD if args.score_threshold is None
                                            else args.score_threshold))
     note = f" ({predictor.provider_note})" if predictor.provider_note else ""
@@ -136,10 +144,11 @@ def add_benchmark(verbs: Any) -> None:
     p.add_argument("--threads", type=_positive, default=None,
                    help="CPU threads for both runtimes (default: the usable cores)")
     p.add_argument("--workers", type=_positive, default=None, help="decoding threads of the pipeline")
+    _lanes(p)
     p.add_argument("--images", help="image folder / glob / list for the pipeline "
                                     "(default: data.val of the model, else synthetic JPEGs)")
-    p.add_argument("--pipeline-images", type=_positive, default=512,
-                   help="images per pipeline pass (files repeat if fewer; default 512)")
+    p.add_argument("--pipeline-images", type=_positive, default=2048,
+                   help="images per pipeline pass (files repeat if fewer; default 2048)")
     _reduced_decode(p)
     p.add_argument("--repeats", type=_positive, default=5, help="timed repeats (median; default 5)")
     p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per model repeat")
@@ -156,6 +165,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                            device=args.device, threads=args.threads, workers=args.workers,
                            images=args.images, pipeline_count=args.pipeline_images,
                            repeats=args.repeats, min_seconds=args.seconds,
-                           reduced_decode=args.reduced_decode)
+                           reduced_decode=args.reduced_decode, lanes=args.lanes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0

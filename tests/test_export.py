@@ -154,14 +154,20 @@ def test_export_of_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 def test_benchmark_reports_both_ratios_as_json(exported, tiny_classify_run, capsys):
     argv = ["benchmark", str(exported), "--checkpoint", str(tiny_classify_run.best), "--json",
-            "--batch-size", "4", "--repeats", "1", "--seconds", "0", "--pipeline-images", "8"]
+            "--batch-size", "4", "--repeats", "1", "--seconds", "0", "--pipeline-images", "8",
+            "--threads", "2"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["measurements"]) == {"onnxruntime", "pytorch", "pipeline"}
-    assert all(m["images_per_s"] > 0 for m in report["measurements"].values())
+    measurements = report["measurements"]
+    assert set(measurements) == {"onnxruntime", "onnxruntime_lanes", "pytorch", "pipeline"}
+    assert all(m["images_per_s"] > 0 for m in measurements.values())
     assert report["ratios"]["onnxruntime_over_pytorch"] > 0
-    assert report["ratios"]["pipeline_over_model_only"] > 0
+    best = max(measurements[k]["images_per_s"] for k in ("onnxruntime", "onnxruntime_lanes"))
+    assert report["ratios"]["pipeline_over_model_only"] == pytest.approx(
+        measurements["pipeline"]["images_per_s"] / best)
     assert report["threads"] >= 1 and report["provider"] == "CPUExecutionProvider"
-    assert main([a for a in argv if a != "--json"]) == 0
+    assert report["lanes"] == 2
+    assert main([a for a in argv if a != "--json"] + ["--lanes", "1"]) == 0
     table = capsys.readouterr().out
-    assert "onnxruntime / pytorch" in table and "pipeline / model only" in table
+    assert "onnxruntime / pytorch" in table and "pipeline / best model only" in table
+    assert "1 lane," in table and "lanes (model only)" not in table

@@ -95,6 +95,50 @@ def test_batches_give_the_same_scores_as_single_images(model_path):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
 
 
+def test_lanes_run_batches_at_once_with_the_outputs_of_one_call(model_path, tiny_classify_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from export.runtime.pipeline import predict_stream
+
+    predictor = Predictor(model_path, device="cpu", threads=2, lanes=2, batch_size=3)
+    assert predictor.lanes == 2 and "lanes=2" in repr(predictor)
+    batches = [np.random.default_rng(i).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+               for i in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = list(pool.map(predictor.run_lane, batches))
+    for batch, outputs in zip(batches, concurrent, strict=True):
+        np.testing.assert_allclose(outputs["scores"], predictor.run(batch)["scores"], atol=1e-6)
+    files = [str(f) for f in sorted((tiny_classify_data / "val").rglob("*.png"))[:10]]
+    files.insert(4, str(tiny_classify_data / "missing.png"))
+    one_lane = Predictor(model_path, device="cpu", lanes=1, batch_size=3)
+    streams = [list(predict_stream(p, files, workers=2)) for p in (predictor, one_lane)]
+    assert [o.source for o in streams[0]] == [o.source for o in streams[1]]
+    assert sorted(o.source for o in streams[0]) == sorted(files)  # each file once
+    for a, b in zip(*streams, strict=True):
+        assert (a.error is None) == (b.error is None) == (a.source != files[4])
+        if a.prediction is not None:
+            np.testing.assert_allclose(a.prediction.scores, b.prediction.scores, atol=1e-6)
+    with pytest.raises(ValueError, match="lanes"):
+        Predictor(model_path, lanes=0)
+
+
+def test_ranking_is_by_score_with_ties_in_class_order():
+    from export.runtime import Prediction
+
+    names = tuple("abcdefg")
+    scores = np.array([0.1, 0.3, 0.05, 0.3, 0.2, 0.0, 0.05], np.float32)
+    p = Prediction("x", "classify", 4, 4, names, scores=scores)
+    assert [c.label for c in p.top(7)] == [1, 3, 4, 0, 2, 6, 5]
+    line = p.to_dict(top_k=3)
+    assert (line["label"], line["name"]) == (1, "b")
+    assert [(t["label"], t["name"]) for t in line["top"]] == [(1, "b"), (3, "d"), (4, "e")]
+    assert line["top"][0]["score"] == line["score"] == round(float(np.float32(0.3)), 6)
+    many = Prediction("x", "classify", 4, 4, tuple(map(str, range(100))),
+                      scores=np.linspace(0, 1, 100, dtype=np.float32)[::-1].copy())
+    assert [c.label for c in many.top(3)] == [0, 1, 2] == [t["label"] for t in many.to_dict(3)["top"]]
+    assert "top" in p.to_dict(top_k=0) and p.to_dict(top_k=0)["top"] == []
+
+
 def test_to_dict_is_json_with_the_top_classes(predictor):
     line = predictor.predict_one(np.zeros((32, 32, 3), np.uint8)).to_dict()
     assert json.loads(json.dumps(line)) == line

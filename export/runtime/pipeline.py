@@ -1,9 +1,12 @@
 """Files -> predictions with decoding in worker threads, so the model never waits on disk.
 
 Pillow and OpenCV release the GIL while they decode and resize, so a few threads keep
-whole letterboxed batches ready ahead of the model, which runs in the caller's thread
-(onnxruntime releases the GIL too). Outcomes come back in input order; a file that cannot
-be read or decoded gives an error entry instead of stopping the stream.
+whole letterboxed batches ready ahead of the model. The model runs in
+:attr:`Predictor.lanes <export.runtime.predictor.Predictor>` threads, each taking a whole
+batch (:meth:`Predictor.run_lane`) and turning its outputs into predictions, so that on the
+CPU each core works through its own batch instead of all cores meeting after every layer of
+one batch; onnxruntime releases the GIL too. Outcomes come back in input order; a file that
+cannot be read or decoded gives an error entry instead of stopping the stream.
 
 OpenCV's own thread pool is left as it is: ``imdecode`` is single-threaded and a resize to a
 model-input size is below OpenCV's parallel threshold, so it does not compete with
@@ -129,18 +132,35 @@ def predict_stream(predictor: Predictor, sources: Iterable[str], batch_size: int
     """Outcomes for ``sources`` in input order, batch by batch (within a batch, the files
     that failed come first).
 
-    ``workers`` threads decode and letterbox the next batches while the model runs the
-    current one; each inference call takes up to ``batch_size`` images.
+    ``workers`` threads decode and letterbox the next batches while the model runs
+    ``predictor.lanes`` batches at once; each inference call takes up to ``batch_size``
+    images.
     """
     batch_size = batch_size or predictor.batch_size
     prepare = make_preparer(predictor, keep_original)
-    for batch in batch_stream(sources, prepare, batch_size, workers or default_workers()):
-        for item in batch.errors:
-            yield Outcome(item.source, error=item.error)
-        if batch.images is None:
-            continue
-        predictions = predictor.decode(predictor.run(batch.images),
-                                       [b.letterbox for b in batch.good],
-                                       [b.source for b in batch.good])
-        for item, prediction in zip(batch.good, predictions, strict=True):
-            yield Outcome(item.source, prediction=prediction, original=item.original)
+
+    def infer(batch: PreparedBatch) -> list[Outcome]:
+        outcomes = [Outcome(item.source, error=item.error) for item in batch.errors]
+        if batch.images is not None:
+            predictions = predictor.decode(predictor.run_lane(batch.images),
+                                           [b.letterbox for b in batch.good],
+                                           [b.source for b in batch.good])
+            outcomes += [Outcome(item.source, prediction=prediction, original=item.original)
+                         for item, prediction in zip(batch.good, predictions, strict=True)]
+        return outcomes
+
+    lanes = predictor.lanes
+    batches = batch_stream(sources, prepare, batch_size, workers or default_workers())
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="infer") as pool:
+        running: deque[Future[list[Outcome]]] = deque()
+        try:
+            for batch in batches:
+                running.append(pool.submit(infer, batch))
+                if len(running) > lanes:  # every lane busy and one more batch queued
+                    yield from running.popleft().result()
+            while running:
+                yield from running.popleft().result()
+        finally:  # the consumer stopped early: stop decoding, drop what is queued
+            batches.close()
+            for future in running:
+                future.cancel()

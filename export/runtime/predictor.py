@@ -13,6 +13,7 @@ Python application can embed it::
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,11 +29,14 @@ from export.runtime.contract import (
     ModelMetadata,
 )
 from export.runtime.decode import DECODERS, Outputs, decode_batch
-from export.runtime.providers import create_session, load_for_inspection
+from export.runtime.providers import CPU, create_session, load_for_inspection
 from export.runtime.results import Prediction
 from vision_tasks.imaging import ImageSource, Letterbox, load_letterboxed
 
 DEFAULT_BATCH_SIZE = 32
+MAX_DEFAULT_LANES = 2
+"""A stream runs at most this many batches at once unless asked for more (see
+``Predictor(lanes=...)``); each lane's batch activations are in memory at the same time."""
 
 
 def source_name(source: ImageSource) -> str:
@@ -84,11 +88,20 @@ class Predictor:
             exactly ``letterbox(load_image(source))``, what training and evaluation use.
         score_threshold: detections (detect, segment) scoring below this are left out
             (default :data:`DEFAULT_SCORE_THRESHOLD`; 0 keeps all the graph returns).
+        lanes: how many batches a stream of images (``vision-tasks predict``,
+            :func:`export.runtime.pipeline.predict_stream`) runs at once (default:
+            ``min(threads, 2)``). On the CPU each lane gets ``threads // lanes`` intra-op
+            threads: separate batches in parallel keep the cores busier than one batch split
+            across them, above all while other threads decode images
+            (``benchmarks/RESULTS.md``). On a GPU the lanes share one session, so that one
+            batch's results are read while the next runs. Single calls (:meth:`run`,
+            :meth:`predict`) always use the whole session of ``threads`` threads.
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
         provider: the execution provider really in use, e.g. ``"CPUExecutionProvider"``.
         provider_note: why a faster provider was not used ("" when it was).
+        lanes: batches a stream runs at once (see ``lanes`` above).
 
     Raises:
         ModelFileError: the file is missing, not an ONNX model, not a vision-tasks model,
@@ -98,7 +111,8 @@ class Predictor:
     def __init__(self, path: str | os.PathLike, device: str = "auto", task: str | None = None,
                  threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  reduced_decode: bool = False,
-                 score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> None:
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 lanes: int | None = None) -> None:
         self.path = Path(path)
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
@@ -108,6 +122,8 @@ class Predictor:
                                  "`vision-tasks export RUN/weights/best.pt --out model.onnx`")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if lanes is not None and lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.batch_size = batch_size
         self.reduced_decode = reduced_decode
         # The metadata is read before any GPU session is built (which can take minutes).
@@ -121,6 +137,9 @@ class Predictor:
         self.session, info = create_session(str(self.path), device, threads, (h, w, 3), batch_size)
         self.provider, self.threads, self.provider_note = info.provider, info.threads, info.note
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.lanes = lanes or min(MAX_DEFAULT_LANES, self.threads)
+        self._lane_session: ort.InferenceSession | None = None
+        self._lane_lock = threading.Lock()
 
     @property
     def task(self) -> str:
@@ -138,7 +157,7 @@ class Predictor:
     def __repr__(self) -> str:
         h, w = self.input_size
         return (f"Predictor({str(self.path)!r}, task={self.task!r}, classes={len(self.class_names)}, "
-                f"input={h}x{w}, provider={self.provider!r})")
+                f"input={h}x{w}, provider={self.provider!r}, lanes={self.lanes})")
 
     def prepare(self, source: ImageSource) -> tuple[np.ndarray, Letterbox]:
         """Decode and letterbox one image: uint8 ``[H, W, 3]`` model input and its mapping
@@ -158,12 +177,32 @@ class Predictor:
                                 reduce=self.reduced_decode, keep_original=keep_original)
 
     def run(self, images: np.ndarray) -> Outputs:
-        """Model only: uint8 ``[N, H, W, 3]`` letterboxed batch -> the graph's named outputs."""
+        """Model only: uint8 ``[N, H, W, 3]`` letterboxed batch -> the graph's named outputs,
+        one call on all ``threads``."""
+        return self._run(self.session, images)
+
+    def run_lane(self, images: np.ndarray) -> Outputs:
+        """:meth:`run` for one of :attr:`lanes` threads calling at once: on the CPU with
+        ``lanes > 1``, a session of ``threads // lanes`` intra-op threads (shared by the lanes,
+        built on first use; onnxruntime runs concurrent calls of one session safely), else
+        :meth:`run`'s session. The outputs are the same as :meth:`run`'s."""
+        if self.lanes == 1 or self.provider != CPU:
+            return self._run(self.session, images)
+        if self._lane_session is None:
+            with self._lane_lock:
+                if self._lane_session is None:
+                    h, w = self.input_size
+                    self._lane_session, _ = create_session(
+                        str(self.path), "cpu", max(1, self.threads // self.lanes), (h, w, 3),
+                        self.batch_size)
+        return self._run(self._lane_session, images)
+
+    def _run(self, session: ort.InferenceSession, images: np.ndarray) -> Outputs:
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (*self.input_size, 3):
             raise ValueError(f"run expects uint8 [N, {self.input_size[0]}, {self.input_size[1]}, 3] "
                              f"letterboxed images, got {images.dtype} {images.shape}; use predict "
                              "for images of any size")
-        values = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(images)})
+        values = session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(images)})
         return dict(zip(self.output_names, values, strict=True))
 
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],

@@ -28,6 +28,13 @@ SCORE_DECIMALS = 6
 BOX_DECIMALS = 2
 
 
+def _ranked(values: list[float], k: int) -> list[int]:
+    """Indices of the ``k`` largest ``values``, largest first, ties in index order."""
+    if len(values) > 64:
+        return np.argsort(-np.asarray(values), kind="stable")[:k].tolist()
+    return sorted(range(len(values)), key=values.__getitem__, reverse=True)[:k]
+
+
 @dataclass(frozen=True)
 class ClassScore:
     """One class and its probability."""
@@ -135,8 +142,8 @@ class Prediction:
         """The ``k`` most probable classes, best first (empty without class scores)."""
         if self.scores is None:
             return []
-        order = np.argsort(-self.scores, kind="stable")[:k]
-        return [ClassScore(int(i), self.class_names[int(i)], float(self.scores[i])) for i in order]
+        values = self.scores.tolist()
+        return [ClassScore(i, self.class_names[i], values[i]) for i in _ranked(values, k)]
 
     @property
     def label(self) -> int | None:
@@ -157,10 +164,11 @@ class Prediction:
         """One JSON line of ``predictions.jsonl``: source, size, top classes, detections."""
         out: dict[str, Any] = {"source": self.source, "task": self.task,
                                "width": self.width, "height": self.height}
-        if self.scores is not None:
-            best = self.top(1)[0]
-            out.update(label=best.label, name=best.name, score=round(best.score, SCORE_DECIMALS),
-                       top=[c.to_dict() for c in self.top(top_k)])
+        if self.scores is not None:  # as top() gives, without the objects (a line per image)
+            values, names = self.scores.tolist(), self.class_names
+            top = [{"label": i, "name": names[i], "score": round(values[i], SCORE_DECIMALS)}
+                   for i in _ranked(values, max(1, top_k))]
+            out.update(top[0], top=top[:top_k])
         if self.detections is not None:
             out["detections"] = [d.to_dict() for d in self.detections]
         return out
