@@ -11,8 +11,8 @@ so on a shared machine a change of load hits all of them alike:
 - ``pytorch``: the same graph in PyTorch eager (``ExportWrapper`` on the checkpoint), one
   call at a time on all threads, when a checkpoint is given;
 - ``pipeline``: files -> decode + letterbox (worker threads) -> onnxruntime -> results
-  (:func:`export.runtime.pipeline.predict_stream`, what ``vision-tasks predict`` runs,
-  minus the disk writes of its JSONL lines).
+  (:func:`export.runtime.pipeline.predict_stream` and the JSON line of each prediction,
+  what ``vision-tasks predict`` runs, minus the disk writes of those lines).
 
 Ratios: onnxruntime / pytorch compares like with like (one call on all threads); pipeline
 / model only divides by the faster of the two model-only ways, so a pipeline cannot look
@@ -23,7 +23,6 @@ eager on CPU; pipeline >= 85 % of model-only throughput.
 from __future__ import annotations
 
 import contextlib
-import json
 import statistics
 import tempfile
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 from export.runtime import Predictor
 from export.runtime.pipeline import default_workers, predict_stream
+from export.runtime.results import json_line
 from export.runtime.sources import SourceError, resolve_sources
 
 ONNX_VS_TORCH_GOAL = 1.3
@@ -212,7 +212,7 @@ def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch
         def run_pipeline() -> None:
             for outcome in predict_stream(predictor, files, batch_size, workers):
                 if outcome.prediction is not None:
-                    json.dumps(outcome.prediction.to_dict())
+                    json_line(outcome.prediction.to_dict())
 
         cases.append(_Case("pipeline", run_pipeline, len(files), warmup=1, min_seconds=0.0))
         results = measure_interleaved(cases, batch_size, repeats)

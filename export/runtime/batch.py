@@ -24,6 +24,7 @@ from export.runtime.contract import ModelFileError
 from export.runtime.draw import save_drawing
 from export.runtime.pipeline import Outcome, predict_stream
 from export.runtime.predictor import Predictor
+from export.runtime.results import json_line
 
 PREDICTIONS = "predictions.jsonl"
 ERRORS = "errors.jsonl"
@@ -104,15 +105,15 @@ class _Writer:
     """Appends lines to the two JSONL files and flushes each, so nothing finished is lost."""
 
     def __init__(self, out: Path) -> None:
-        self.predictions: IO[str] = open(out / PREDICTIONS, "a", encoding="utf-8")
-        self.errors: IO[str] = open(out / ERRORS, "a", encoding="utf-8")
+        self.predictions: IO[bytes] = open(out / PREDICTIONS, "ab")
+        self.errors: IO[bytes] = open(out / ERRORS, "ab")
 
     def write(self, outcome: Outcome) -> None:
         if outcome.prediction is not None:
             f, record = self.predictions, outcome.prediction.to_dict()
         else:
             f, record = self.errors, {"source": outcome.source, "error": outcome.error}
-        f.write(json.dumps(record) + "\n")
+        f.write(json_line(record))
         f.flush()
 
     def close(self) -> None:
