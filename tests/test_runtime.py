@@ -122,6 +122,24 @@ def test_lanes_run_batches_at_once_with_the_outputs_of_one_call(model_path, tiny
         Predictor(model_path, lanes=0)
 
 
+def test_many_sources_go_through_the_pipeline_in_order_and_a_bad_one_raises(model_path,
+                                                                           tiny_classify_data):
+    from vision_tasks.imaging import ImageError
+
+    paths = sorted((tiny_classify_data / "val").rglob("*.png"))[:5]
+    sources = [paths[0], paths[1].read_bytes(), np.asarray(Image.open(paths[2])), str(paths[3]),
+               Image.open(paths[4])] * 2
+    predictor = Predictor(model_path, device="cpu", batch_size=3)  # 10 sources: 4 batches
+    many = predictor.predict(sources)
+    assert [p.source for p in many[:5]] == [str(paths[0]), "<bytes>", "<array>", str(paths[3]),
+                                            str(paths[4])]
+    for got, source in zip(many, sources, strict=True):
+        np.testing.assert_allclose(got.scores, predictor.predict(source)[0].scores, atol=1e-6)
+    with pytest.raises(ImageError, match="nope.png: file not found"):
+        predictor.predict([*paths, paths[0].parent / "nope.png"])
+    assert predictor.predict([]) == []
+
+
 def test_ranking_is_by_score_with_ties_in_class_order():
     from export.runtime import Prediction
 

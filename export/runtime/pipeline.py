@@ -23,9 +23,9 @@ from itertools import islice
 
 import numpy as np
 
-from export.runtime.predictor import Predictor
+from export.runtime.predictor import Predictor, source_name
 from export.runtime.results import Prediction
-from vision_tasks.imaging import ImageError, Letterbox
+from vision_tasks.imaging import ImageError, ImageSource, Letterbox
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Prepared:
     """One decoded file: the model input or the reason it failed.
 
     Attributes:
-        source: the path as given.
+        source: the path as given (``<bytes>``, ``<array>``... for other sources).
         image: uint8 ``[H, W, 3]`` letterboxed model input, None on error.
         letterbox: the mapping back to the original image, None on error.
         original: uint8 ``[h, w, 3]`` decoded image, kept only when asked (for drawing).
@@ -64,19 +64,21 @@ def default_workers() -> int:
     return max(2, min(8, cpu_threads()))
 
 
-def make_preparer(predictor: Predictor, keep_original: bool = False) -> Callable[[str], Prepared]:
+def make_preparer(predictor: Predictor, keep_original: bool = False
+                  ) -> Callable[[ImageSource], Prepared]:
     """The per-file job run in worker threads: read, decode, letterbox with
     :meth:`Predictor.load` (the same model input, drawings or not)."""
 
-    def prepare(source: str) -> Prepared:
+    def prepare(source: ImageSource) -> Prepared:
+        name = source_name(source)
         try:
             image, lb, original = predictor.load(source, keep_original)
         except ImageError as err:
-            return Prepared(source, error=str(err))
+            return Prepared(name, error=str(err))
         except Exception as err:  # never let one odd file stop a long run
-            return Prepared(source, error=f"{source}: unexpected {type(err).__name__}: "
-                                          f"{' '.join(str(err).split())}")
-        return Prepared(source, image, lb, original)
+            return Prepared(name, error=f"{name}: unexpected {type(err).__name__}: "
+                                        f"{' '.join(str(err).split())}")
+        return Prepared(name, image, lb, original)
 
     return prepare
 
@@ -97,8 +99,8 @@ class PreparedBatch:
     errors: list[Prepared]
 
 
-def batch_stream(sources: Iterable[str], prepare: Callable[[str], Prepared], batch_size: int,
-                 workers: int) -> Iterator[PreparedBatch]:
+def batch_stream(sources: Iterable[ImageSource], prepare: Callable[[ImageSource], Prepared],
+                 batch_size: int, workers: int) -> Iterator[PreparedBatch]:
     """Batches of ``batch_size`` sources prepared in ``workers`` threads, in input order,
     ``workers + 1`` batches in flight (bounded memory, whatever the number of files).
 
@@ -108,7 +110,7 @@ def batch_stream(sources: Iterable[str], prepare: Callable[[str], Prepared], bat
     iterator = iter(sources)
     chunks = iter(lambda: list(islice(iterator, batch_size)), [])
 
-    def prepare_batch(chunk: list[str]) -> PreparedBatch:
+    def prepare_batch(chunk: list[ImageSource]) -> PreparedBatch:
         items = [prepare(s) for s in chunk]
         good = [i for i in items if i.error is None]
         images = np.stack([i.image for i in good]) if good else None
@@ -127,7 +129,7 @@ def batch_stream(sources: Iterable[str], prepare: Callable[[str], Prepared], bat
             yield done
 
 
-def predict_stream(predictor: Predictor, sources: Iterable[str], batch_size: int | None = None,
+def predict_stream(predictor: Predictor, sources: Iterable[ImageSource], batch_size: int | None = None,
                    workers: int | None = None, keep_original: bool = False) -> Iterator[Outcome]:
     """Outcomes for ``sources`` in input order, batch by batch (within a batch, the files
     that failed come first).

@@ -31,7 +31,7 @@ from export.runtime.contract import (
 from export.runtime.decode import DECODERS, Outputs, decode_batch
 from export.runtime.providers import CPU, create_session, load_for_inspection
 from export.runtime.results import Prediction
-from vision_tasks.imaging import ImageSource, Letterbox, load_letterboxed
+from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
 
 DEFAULT_BATCH_SIZE = 32
 MAX_DEFAULT_LANES = 2
@@ -220,6 +220,9 @@ class Predictor:
 
         A source is a path, encoded bytes, a PIL image or a numpy array (gray, RGB, RGBA,
         16-bit...; see :func:`vision_tasks.imaging.load_image`). One source gives a list of one.
+        More than one batch of sources goes through the predict pipeline
+        (:func:`export.runtime.pipeline.predict_stream`: decoding in worker threads,
+        :attr:`lanes` batches at once); one batch is decoded here and run in one call.
 
         Raises:
             ImageError: an image cannot be read or decoded (the batch CLI skips such
@@ -228,16 +231,20 @@ class Predictor:
         if isinstance(sources, str | os.PathLike | bytes | bytearray | memoryview
                       | np.ndarray | Image.Image):
             sources = [sources]
-        results: list[Prediction] = []
-        batch: list[tuple[np.ndarray, Letterbox, str]] = []
-        for source in sources:
-            batch.append((*self.prepare(source), source_name(source)))
-            if len(batch) == self.batch_size:
-                results += self.predict_prepared(*zip(*batch, strict=True))
-                batch = []
-        if batch:
-            results += self.predict_prepared(*zip(*batch, strict=True))
-        return results
+        sources = list(sources)
+        if len(sources) > self.batch_size:
+            from export.runtime.pipeline import predict_stream  # it imports this module
+
+            results: list[Prediction] = []
+            for outcome in predict_stream(self, sources):
+                if outcome.prediction is None:
+                    raise ImageError(outcome.error)
+                results.append(outcome.prediction)
+            return results
+        if not sources:
+            return []
+        prepared = [(*self.prepare(source), source_name(source)) for source in sources]
+        return self.predict_prepared(*zip(*prepared, strict=True))
 
     def predict_one(self, source: ImageSource) -> Prediction:
         """The prediction of one image."""
