@@ -224,6 +224,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
         images, source = check_images(cfg, task, names)
         reference = ExportWrapper(model, task, meta.outputs).eval()
         report = check_parity(data, reference, images, source, precision)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, durable=True) as tmp:
         tmp.write_bytes(data)
     return ExportResult(out, meta, opset, precision, len(data), time.perf_counter() - t0, report)

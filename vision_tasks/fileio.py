@@ -1,44 +1,77 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+The new content goes to a temporary file beside the target, which then replaces it
+(``os.replace``, atomic on POSIX and Windows). With ``durable=True`` the temporary file is
+flushed to disk before the replace and the folder after it, so that a power cut or a
+crash of the machine also leaves the old file or the whole new one (checkpoints, exported
+models); without it a machine crash may lose the newest write, a process crash never does.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
+@functools.cache
+def process_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc), so
+    that no other thread can create a file under a momentarily different umask."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: the only portable way is to set it and put it back
     os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:
+            return  # Windows cannot open a folder; its os.replace is already durable enough
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
+def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (flushed to
+    disk first with ``durable``). On an exception the temporary file is removed and
+    ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes 0600; the usual permissions
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent, directory=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False) -> None:
+    with atomic_path(path, durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
+    with atomic_path(path, durable) as tmp:
         tmp.write_bytes(data)

@@ -31,7 +31,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` plus the format header to ``path`` atomically."""
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "package_version": __version__, **payload}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         torch.save(data, tmp)
 
 
