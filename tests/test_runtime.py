@@ -153,7 +153,8 @@ def test_ranking_is_by_score_with_ties_in_class_order():
     assert line["top"][0]["score"] == line["score"] == round(float(np.float32(0.3)), 6)
     many = Prediction("x", "classify", 4, 4, tuple(map(str, range(100))),
                       scores=np.linspace(0, 1, 100, dtype=np.float32)[::-1].copy())
-    assert [c.label for c in many.top(3)] == [0, 1, 2] == [t["label"] for t in many.to_dict(3)["top"]]
+    assert [c.label for c in many.top(3)] == [0, 1, 2]
+    assert [t["label"] for t in many.to_dict(3)["top"]] == [0, 1, 2]
     assert "top" in p.to_dict(top_k=0) and p.to_dict(top_k=0)["top"] == []
 
 

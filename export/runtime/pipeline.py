@@ -129,8 +129,9 @@ def batch_stream(sources: Iterable[ImageSource], prepare: Callable[[ImageSource]
             yield done
 
 
-def predict_stream(predictor: Predictor, sources: Iterable[ImageSource], batch_size: int | None = None,
-                   workers: int | None = None, keep_original: bool = False) -> Iterator[Outcome]:
+def predict_stream(predictor: Predictor, sources: Iterable[ImageSource],
+                   batch_size: int | None = None, workers: int | None = None,
+                   keep_original: bool = False) -> Iterator[Outcome]:
     """Outcomes for ``sources`` in input order, batch by batch (within a batch, the files
     that failed come first).
 

@@ -94,8 +94,8 @@ class Predictor:
             threads: separate batches in parallel keep the cores busier than one batch split
             across them, above all while other threads decode images
             (``benchmarks/RESULTS.md``). On a GPU the lanes share one session, so that one
-            batch's results are read while the next runs. Single calls (:meth:`run`,
-            :meth:`predict`) always use the whole session of ``threads`` threads.
+            batch's results are read while the next runs. :meth:`run` (and so
+            :meth:`predict` of up to one batch) always uses the session of all ``threads``.
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
