@@ -165,6 +165,8 @@ def test_benchmark_reports_both_ratios_as_json(exported, tiny_classify_run, caps
     best = max(measurements[k]["images_per_s"] for k in ("onnxruntime", "onnxruntime_lanes"))
     assert report["ratios"]["pipeline_over_model_only"] == pytest.approx(
         measurements["pipeline"]["images_per_s"] / best)
+    assert report["ratios"]["pipeline_over_one_call"] == pytest.approx(
+        measurements["pipeline"]["images_per_s"] / measurements["onnxruntime"]["images_per_s"])
     assert report["threads"] >= 1 and report["provider"] == "CPUExecutionProvider"
     assert report["lanes"] == 2
     assert main([a for a in argv if a != "--json"] + ["--lanes", "1"]) == 0
