@@ -17,8 +17,8 @@ so on a shared machine a change of load hits all of them alike:
 Ratios: onnxruntime / pytorch compares like with like (one call on all threads); pipeline
 / model only divides by the faster of the two model-only ways, so a pipeline cannot look
 good against a slow model-only figure (``pipeline_over_one_call`` also gives it against one
-call on all threads, the model-only figure of a one-lane pipeline). Goals (the issue's): onnxruntime >= 1.3x PyTorch
-eager on CPU; pipeline >= 85 % of model-only throughput.
+call on all threads, the model-only figure of a one-lane pipeline). Goals (the issue's):
+onnxruntime >= 1.3x PyTorch eager on CPU; pipeline >= 85 % of model-only throughput.
 """
 
 from __future__ import annotations
@@ -91,8 +91,7 @@ class BenchmarkReport:
         h, w = self.input_size
         lines = [f"benchmark {self.model}: {self.task}, input {h}x{w}, batch {self.batch_size}, "
                  f"{self.threads} threads, {self.lanes} lane{'s' * (self.lanes != 1)}, "
-                 f"{self.workers} decode workers, "
-                 f"{self.provider}",
+                 f"{self.workers} decode workers, {self.provider}",
                  f"  {'':34s}{'images/s':>10s}{'ms/batch':>10s}"]
         labels = {"onnxruntime": "onnxruntime (model only)",
                   "onnxruntime_lanes": f"onnxruntime, {self.lanes} lanes (model only)",
