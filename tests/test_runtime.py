@@ -120,6 +120,8 @@ def test_lanes_run_batches_at_once_with_the_outputs_of_one_call(model_path, tiny
             np.testing.assert_allclose(a.prediction.scores, b.prediction.scores, atol=1e-6)
     with pytest.raises(ValueError, match="lanes"):
         Predictor(model_path, lanes=0)
+    with pytest.raises(ValueError, match="lanes=3 needs at least 3 CPU threads"):
+        Predictor(model_path, device="cpu", threads=2, lanes=3)
 
 
 def test_many_sources_go_through_the_pipeline_in_order_and_a_bad_one_raises(model_path,

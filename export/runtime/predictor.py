@@ -31,6 +31,7 @@ from export.runtime.contract import (
 from export.runtime.decode import DECODERS, Outputs, decode_batch
 from export.runtime.providers import CPU, create_session, load_for_inspection
 from export.runtime.results import Prediction
+from vision_tasks.errors import ConfigError
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
 
 DEFAULT_BATCH_SIZE = 32
@@ -91,7 +92,7 @@ class Predictor:
         lanes: how many batches a stream of images (``vision-tasks predict``,
             :func:`export.runtime.pipeline.predict_stream`) runs at once (default:
             ``min(threads, 2)``). On the CPU each lane gets ``threads // lanes`` intra-op
-            threads: separate batches in parallel keep the cores busier than one batch split
+            threads (so ``lanes`` may not exceed ``threads``): separate batches in parallel keep the cores busier than one batch split
             across them, above all while other threads decode images
             (``benchmarks/RESULTS.md``). On a GPU the lanes share one session, so that one
             batch's results are read while the next runs. :meth:`run` (and so
@@ -106,6 +107,8 @@ class Predictor:
     Raises:
         ModelFileError: the file is missing, not an ONNX model, not a vision-tasks model,
             of another task than ``task``, or ``device`` cannot be honoured.
+        ConfigError: ``batch_size``, ``score_threshold`` or ``lanes`` out of range (a
+            ``ValueError``).
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", task: str | None = None,
@@ -115,15 +118,15 @@ class Predictor:
                  lanes: int | None = None) -> None:
         self.path = Path(path)
         if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
         self.score_threshold = float(score_threshold)
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found; export one with "
                                  "`vision-tasks export RUN/weights/best.pt --out model.onnx`")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if lanes is not None and lanes < 1:
-            raise ValueError(f"lanes must be at least 1, got {lanes}")
+            raise ConfigError(f"lanes must be at least 1, got {lanes}")
         self.batch_size = batch_size
         self.reduced_decode = reduced_decode
         # The metadata is read before any GPU session is built (which can take minutes).
@@ -137,6 +140,10 @@ class Predictor:
         self.session, info = create_session(str(self.path), device, threads, (h, w, 3), batch_size)
         self.provider, self.threads, self.provider_note = info.provider, info.threads, info.note
         self.output_names = [o.name for o in self.session.get_outputs()]
+        if lanes is not None and self.provider == CPU and lanes > self.threads:
+            raise ConfigError(f"lanes={lanes} needs at least {lanes} CPU threads (each lane runs "
+                             f"on threads // lanes of them), got threads={self.threads}; "
+                             "pass fewer lanes (--lanes) or more threads (--threads)")
         self.lanes = lanes or min(MAX_DEFAULT_LANES, self.threads)
         self._lane_session: ort.InferenceSession | None = None
         self._lane_lock = threading.Lock()
@@ -193,7 +200,7 @@ class Predictor:
                 if self._lane_session is None:
                     h, w = self.input_size
                     self._lane_session, _ = create_session(
-                        str(self.path), "cpu", max(1, self.threads // self.lanes), (h, w, 3),
+                        str(self.path), "cpu", self.threads // self.lanes, (h, w, 3),
                         self.batch_size)
         return self._run(self._lane_session, images)
 
