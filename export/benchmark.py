@@ -226,16 +226,16 @@ def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch
                            results, reduced_decode)
 
 
-def _lanes_runner(predictor: Predictor, batch: np.ndarray, stack: contextlib.ExitStack,
-                  per_lane: int = LANE_CALLS) -> Callable[[], None]:
+def _lanes_runner(predictor: Predictor, batch: np.ndarray,
+                  stack: contextlib.ExitStack) -> Callable[[], None]:
     """``predictor.lanes`` threads (this one and ``lanes - 1`` helpers) each running
-    ``per_lane`` copies of ``batch`` back to back through :meth:`Predictor.run_lane`, as the
-    pipeline keeps them busy: the lanes meet once per ``per_lane`` batches, not after each
+    ``LANE_CALLS`` copies of ``batch`` back to back through :meth:`Predictor.run_lane`, as the
+    pipeline keeps them busy: the lanes meet once per ``LANE_CALLS`` batches, not after each
     (waiting for the slower lane after every batch would understate the model's speed)."""
     pool = stack.enter_context(ThreadPoolExecutor(predictor.lanes - 1, thread_name_prefix="lane"))
 
     def lane() -> None:
-        for _ in range(per_lane):
+        for _ in range(LANE_CALLS):
             predictor.run_lane(batch)
 
     def run() -> None:

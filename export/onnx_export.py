@@ -90,9 +90,10 @@ def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple
                    category_ids: list[int | None] | None = None) -> ModelMetadata:
     """The contract's metadata. ``max_detections`` is read off the ``boxes`` output
     (``[N, K, 4]``). A task may add to it with an optional hook
-    ``export_metadata(cfg) -> dict``: ``thresholds`` and ``category_ids`` (COCO ids of the
-    classes) fill those fields, ``max_detections`` must agree with the graph, and any other
-    key is stored as one more JSON metadata entry (e.g. ``pre_nms_topk``)."""
+    ``export_metadata(cfg) -> dict``: ``thresholds`` fills that field, ``max_detections``
+    must agree with the graph, and any other key is stored as one more JSON metadata entry
+    (e.g. ``pre_nms_topk``). ``category_ids`` (the classes' original ids) come from the
+    checkpoint."""
     hook = getattr(task, "export_metadata", None)
     extra: dict[str, Any] = dict(hook(cfg) or {}) if callable(hook) else {}
     shapes = {name: tuple(v.shape) for name, v in zip(names, sample_outputs, strict=True)}
@@ -102,8 +103,7 @@ def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple
     if declared != max_detections:
         raise ExportError(f"task '{task.name}' declares max_detections={declared}, but its "
                           f"graph returns {max_detections} rows per image")
-    ids = category_ids if category_ids is not None else extra.pop("category_ids", None)
-    extra.pop("category_ids", None)
+    ids = category_ids
     if ids is not None and any(i is None for i in ids):
         ids = None  # a class without an original id: results use class indices
     return ModelMetadata(

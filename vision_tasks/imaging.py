@@ -378,7 +378,7 @@ def load_letterboxed(source: ImageSource, size: int | tuple[int, int], pad_value
                 original = np.ascontiguousarray(upright) if factor == 1 else _decode(data, name)
             owned = upright is image and not (keep_original and factor == 1)
             return (*_place(upright, h, w, in_h, in_w, pad_value, owned=owned), original)
-    original = _pil_decode(data, name) if header is not None else _decode(data, name)
+    original = _pil_decode(data, name) if data else _decode(data, name)  # _decode: empty-data error
     return (*_place(original, *original.shape[:2], in_h, in_w, pad_value,
                     owned=not keep_original), original if keep_original else None)
 

@@ -64,7 +64,11 @@ class MaskCrop:
 
     def full(self) -> np.ndarray:
         """Bool ``[height, width]`` mask of the whole image (C-contiguous, a new array)."""
-        out = np.zeros((self.height, self.width), dtype=bool)  # calloc: untouched rows stay free
+        # calloc: rows the crop does not touch stay unallocated
+        return self.paste(np.zeros((self.height, self.width), dtype=bool))
+
+    def paste(self, out: np.ndarray) -> np.ndarray:
+        """Write the crop into ``out`` (a ``[height, width]`` array, False outside) and return it."""
         h, w = self.mask.shape
         out[self.y0:self.y0 + h, self.x0:self.x0 + w] = self.mask
         return out
@@ -163,9 +167,7 @@ def masks_to_original(masks: np.ndarray, boxes: np.ndarray | None, lb: Letterbox
     boxes = _check_batch(masks, boxes)
     out = np.zeros((len(masks), lb.height, lb.width), dtype=bool)
     for k in range(len(masks)):
-        crop = resample_mask(masks[k], lb, threshold, None if boxes is None else boxes[k])
-        h, w = crop.mask.shape
-        out[k, crop.y0:crop.y0 + h, crop.x0:crop.x0 + w] = crop.mask
+        resample_mask(masks[k], lb, threshold, None if boxes is None else boxes[k]).paste(out[k])
     return out
 
 
