@@ -24,8 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision_tasks import fast_decode
 
-__all__ = ["IMAGE_SUFFIXES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError", "ImageSource", "Letterbox", "letterbox",
-           "load_image", "load_letterboxed"]
+__all__ = ["IMAGE_SUFFIXES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError", "ImageSource",
+           "Letterbox", "letterbox", "load_image", "load_letterboxed"]
 
 PAD_VALUE = 114
 """Grey level of the letterbox border (the ONNX contract's pad value)."""

@@ -92,11 +92,12 @@ class Predictor:
         lanes: how many batches a stream of images (``vision-tasks predict``,
             :func:`export.runtime.pipeline.predict_stream`) runs at once (default:
             ``min(threads, 2)``). On the CPU each lane gets ``threads // lanes`` intra-op
-            threads (so ``lanes`` may not exceed ``threads``): separate batches in parallel keep the cores busier than one batch split
-            across them, above all while other threads decode images
-            (``benchmarks/RESULTS.md``). On a GPU the lanes share one session, so that one
-            batch's results are read while the next runs. :meth:`run` (and so
-            :meth:`predict` of up to one batch) always uses the session of all ``threads``.
+            threads (so ``lanes`` may not exceed ``threads``): separate batches in parallel
+            keep the cores busier than one batch split across them, above all while other
+            threads decode images (``benchmarks/RESULTS.md``). On a GPU the lanes share one
+            session, so that one batch's results are read while the next runs. :meth:`run`
+            (and so :meth:`predict` of up to one batch) always uses the session of all
+            ``threads``.
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).

@@ -8,9 +8,10 @@ Crowd regions (``iscrowd: 1``) are not objects: they travel apart (``crowd``), s
 can leave the points inside them out of the loss, and the evaluator hands them to COCOeval
 as crowd. With ``masks`` (task ``segment``), each object's polygons or RLE are decoded in
 the original image, letterboxed with the image, carried through the same augmentation, and
-area-averaged down to the mask stride (soft edges). Images without any object are kept (they teach the background). Each item also
-carries its image's ground truth as written in the file (original pixels and category
-ids) and its Letterbox, so predictions can be scored in original coordinates.
+area-averaged down to the mask stride (soft edges). Images without any object are kept
+(they teach the background). Each item also carries its image's ground truth as written in
+the file (original pixels and category ids) and its Letterbox, so predictions can be scored
+in original coordinates.
 """
 
 from __future__ import annotations
