@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
-from testkit import coco_config, coco_split, overfit
+from testkit import coco_config, coco_split, first_item_losses, overfit
 
 from tasks._detect.head import PostprocessSettings
 from tasks._segment.postprocess import assemble_masks, box_crop
@@ -150,14 +150,8 @@ def test_mask_loss_falls_when_overfitting_one_batch(tiny_segment_data: Path) -> 
 
 def test_objects_without_masks_take_no_mask_loss(tiny_segment_data: Path) -> None:
     cfg = tiny_segment_config(tiny_segment_data)
-    torch.manual_seed(0)
-    images, targets = TASK.collate([TASK.build_dataset(cfg, "train", train=False)[0]])
-    model = build_model(cfg, TASK, 5).eval()
-    loss_fn = TASK.build_loss(cfg, 5)
-    with torch.no_grad():
-        outputs = model(images.float())
-        _, with_masks = loss_fn(outputs, targets)
-        _, without = loss_fn(outputs, {**targets, "mask_valid": torch.zeros_like(targets["mask_valid"])})
+    with_masks, without = first_item_losses(
+        cfg, TASK, lambda t: {**t, "mask_valid": torch.zeros_like(t["mask_valid"])})
     assert float(with_masks["mask"]) > 0 and float(without["mask"]) == 0.0
     assert float(without["box"]) == pytest.approx(float(with_masks["box"]))
 

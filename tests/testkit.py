@@ -70,6 +70,22 @@ def overfit(cfg, task, items: int, steps: int,
     return values, parts, targets
 
 
+def first_item_losses(cfg, task, change: Callable[[dict], dict]) -> tuple[dict, dict]:
+    """Loss parts of a fresh 5-class model of ``task`` (eval mode, no gradients) on the first
+    training item: with its targets as they are, and with ``change(targets)``."""
+    import torch
+
+    from vision_tasks.models.model import build_model
+
+    torch.manual_seed(0)
+    images, targets = task.collate([task.build_dataset(cfg, "train", train=False)[0]])
+    model = build_model(cfg, task, 5).eval()
+    loss_fn = task.build_loss(cfg, 5)
+    with torch.no_grad():
+        outputs = model(images.float())
+        return loss_fn(outputs, targets)[1], loss_fn(outputs, change(targets))[1]
+
+
 def assert_runs_without_torch(code: str) -> None:
     """Run ``code`` in a fresh interpreter; it must succeed without importing torch,
     torchvision or the task plug-ins."""
