@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from export.benchmark import _Case, measure_interleaved
+from export.benchmark import _Case, measure_interleaved, repeat_to
 from export.runtime import Predictor
 from export.runtime.pipeline import Prepared, batch_stream, default_workers, make_preparer
 from export.runtime.sources import resolve_sources
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(args.model, device="cpu", batch_size=args.batch_size)
     reduced = Predictor(args.model, device="cpu", batch_size=args.batch_size, reduced_decode=True)
     files = resolve_sources(args.images)
-    files = (files * (-(-args.count // len(files))))[:args.count]
+    files = repeat_to(files, args.count)
     workers = default_workers()
     h, w = predictor.input_size
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, h, w, 3), dtype=np.uint8)

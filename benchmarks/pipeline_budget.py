@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from export.benchmark import repeat_to
 from export.runtime import Predictor
 from export.runtime.results import json_line
 from export.runtime.sources import resolve_sources
@@ -56,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     predictor = Predictor(args.model, device="cpu", batch_size=args.batch_size)
-    files = resolve_sources(args.images)
-    files = (files * (-(-args.count // len(files))))[:args.count]
+    files = repeat_to(resolve_sources(args.images), args.count)
     loaded = [predictor.load(f) for f in files]
     batches = [np.stack([image for image, _, _ in loaded[i:i + args.batch_size]])
                for i in range(0, len(loaded), args.batch_size)]

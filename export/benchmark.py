@@ -160,6 +160,11 @@ def measure_interleaved(cases: list[_Case], batch_size: int, repeats: int) -> di
     return {case.name: case.result(batch_size) for case in cases}
 
 
+def repeat_to(items: list[str], count: int) -> list[str]:
+    """``items`` repeated in order until there are ``count`` (fewer items: whole repeats)."""
+    return (items * (-(-count // len(items))))[:count]
+
+
 def _pipeline_files(predictor: Predictor, images: str | None, count: int,
                     scratch: Path) -> tuple[list[str], str]:
     """Files for the pipeline measurement: ``images``, else ``data.val`` of the model's
@@ -184,7 +189,7 @@ def _pipeline_files(predictor: Predictor, images: str | None, count: int,
             cv2.imwrite(str(path), pixels)
             files.append(str(path))
         what = f"{count} synthetic {h}x{w} JPEGs"
-    repeated = (files * (-(-count // len(files))))[:count]
+    repeated = repeat_to(files, count)
     return repeated, f"{what} ({len(set(repeated))} distinct files, {len(repeated)} per pass)"
 
 
