@@ -5,7 +5,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/decode_ab.py MODEL.onnx IMAGES [--rounds 7] [--reduced]
 
-Cases, each timed once per round, rounds interleaved (``export.benchmark`` machinery):
+Cases, each timed once per round, rounds interleaved (``vision_tasks.export.benchmark`` machinery):
 
 - ``onnxruntime``: model only, a letterboxed batch in memory (as ``vision-tasks benchmark``);
 - ``pipeline, Pillow decode``: files -> Pillow decode, EXIF transpose, numpy copies, then
@@ -13,7 +13,7 @@ Cases, each timed once per round, rounds interleaved (``export.benchmark`` machi
 - ``pipeline``: files -> the current ``load_letterboxed`` (what ``vision-tasks predict`` runs);
 - ``pipeline, reduced decode`` (with ``--reduced``): the same with ``--reduced-decode``.
 
-Every pipeline case is ``export.runtime.pipeline``'s batch stream with the same workers,
+Every pipeline case is ``vision_tasks.export.runtime.pipeline``'s batch stream with the same workers,
 batch size, model call and JSON lines; only the per-file decode differs. Prints the median
 images/s of each and its ratio to model only. Figures: benchmarks/RESULTS.md.
 """
@@ -27,10 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from export.benchmark import _Case, measure_interleaved, repeat_to
-from export.runtime import Predictor
-from export.runtime.pipeline import Prepared, batch_stream, default_workers, make_preparer
-from export.runtime.sources import resolve_sources
+from vision_tasks.export.benchmark import _Case, measure_interleaved, repeat_to
+from vision_tasks.export.runtime import Predictor
+from vision_tasks.export.runtime.pipeline import Prepared, batch_stream, default_workers, make_preparer
+from vision_tasks.export.runtime.sources import resolve_sources
 from vision_tasks import imaging
 
 

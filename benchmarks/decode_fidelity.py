@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.runtime.sources import resolve_sources
+from vision_tasks.export.runtime.sources import resolve_sources
 from vision_tasks import imaging
 
 
@@ -100,7 +100,7 @@ def _measure(files: list[str], args: argparse.Namespace) -> int:
               f"f={f}: {int((factors == f).sum())}" for f in np.unique(factors)))
     scores = {}
     if args.model:
-        from export.runtime import Predictor
+        from vision_tasks.export.runtime import Predictor
 
         predictor = Predictor(args.model, device="cpu")
         if predictor.input_size != (args.size, args.size):

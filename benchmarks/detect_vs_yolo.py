@@ -285,7 +285,7 @@ def run_ours(args: argparse.Namespace, data_root: Path, out: Path) -> dict:
            "torch_threads": args.threads,
            "empty_backgrounds_with_detections_at_0.25": empty_image_detections(result.best, args.size)}
     if args.task == "segment":
-        from export.onnx_export import export_checkpoint
+        from vision_tasks.export.onnx_export import export_checkpoint
 
         row["mask_map"], row["mask_map50"] = best["val_mask_map"], best["val_mask_map50"]
         row["onnx"] = str(export_checkpoint(result.best, out / "ours.onnx").path)

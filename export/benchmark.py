@@ -11,7 +11,7 @@ so on a shared machine a change of load hits all of them alike:
 - ``pytorch``: the same graph in PyTorch eager (``ExportWrapper`` on the checkpoint), one
   call at a time on all threads, when a checkpoint is given;
 - ``pipeline``: files -> decode + letterbox (worker threads) -> onnxruntime -> results
-  (:func:`export.runtime.pipeline.predict_stream` and the JSON line of each prediction,
+  (:func:`vision_tasks.export.runtime.pipeline.predict_stream` and the JSON line of each prediction,
   what ``vision-tasks predict`` runs, minus the disk writes of those lines).
 
 Ratios: onnxruntime / pytorch compares like with like (one call on all threads); pipeline
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from export.runtime import Predictor
-from export.runtime.pipeline import default_workers, predict_stream
-from export.runtime.results import json_line
-from export.runtime.sources import SourceError, resolve_sources
+from .runtime import Predictor
+from .runtime.pipeline import default_workers, predict_stream
+from .runtime.results import json_line
+from .runtime.sources import SourceError, resolve_sources
 
 ONNX_VS_TORCH_GOAL = 1.3
 PIPELINE_GOAL = 0.85
@@ -260,8 +260,8 @@ def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
     onnxruntime used one). Yields the function to time."""
     import torch
 
-    from export.onnx_export import ExportWrapper, output_names
-    from export.runtime.providers import CPU
+    from .onnx_export import ExportWrapper, output_names
+    from .runtime.providers import CPU
     from vision_tasks.engine.checkpoint import model_from_checkpoint
 
     model, cfg, task, _ = model_from_checkpoint(checkpoint)

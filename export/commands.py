@@ -62,7 +62,7 @@ def add_export(verbs: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import DEFAULT_OPSET, export_checkpoint
+    from .onnx_export import DEFAULT_OPSET, export_checkpoint
 
     result = export_checkpoint(args.checkpoint, args.out, opset=args.opset or DEFAULT_OPSET,
                                fp16=args.fp16, check=args.check)
@@ -85,7 +85,7 @@ def add_predict(verbs: Any) -> None:
     p.add_argument("--save-images", action="store_true", help="draw the results into OUT/images/")
     p.add_argument("--score-threshold", type=_fraction, default=None,
                    help="detect/segment: leave out detections scoring below this (default 0.25, "
-                        "export.runtime.contract.DEFAULT_SCORE_THRESHOLD; 0 keeps all the graph "
+                        "vision_tasks.export.runtime.contract.DEFAULT_SCORE_THRESHOLD; 0 keeps all the graph "
                         "returns, as a COCO mAP of coco_results.json needs)")
     _reduced_decode(p)
     group = p.add_mutually_exclusive_group()
@@ -96,10 +96,10 @@ def add_predict(verbs: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from export.runtime import Predictor
-    from export.runtime.batch import run_predict
-    from export.runtime.contract import DEFAULT_SCORE_THRESHOLD
-    from export.runtime.sources import resolve_sources
+    from .runtime import Predictor
+    from .runtime.batch import run_predict
+    from .runtime.contract import DEFAULT_SCORE_THRESHOLD
+    from .runtime.sources import resolve_sources
 
     sources = resolve_sources(args.source)
     predictor = Predictor(args.model, device=args.device, threads=args.threads,
@@ -157,7 +157,7 @@ def add_benchmark(verbs: Any) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from export.benchmark import run_benchmark
+    from .benchmark import run_benchmark
 
     if args.seconds < 0:
         raise VisionTasksError(f"--seconds must be 0 or more, got {args.seconds}")

@@ -3,7 +3,7 @@
 Registered as the ``.onnx`` entry of the ``vision_tasks.evaluators`` group. The data and
 the metric are the training side's (the same ``data.val`` loader and the task's
 :class:`~vision_tasks.task_api.Evaluator` as ``val best.pt``); only the model is the ONNX
-graph, run by onnxruntime through :class:`export.runtime.Predictor`. The training config
+graph, run by onnxruntime through :class:`vision_tasks.export.runtime.Predictor`. The training config
 comes from the model's metadata, so ``--set data.val=DIR`` points it at other data.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from export.runtime import Predictor
+from .runtime import Predictor
 from vision_tasks.config import apply_overrides, config_from_dict
 from vision_tasks.engine.evaluate import make_loader, score_batches
 from vision_tasks.errors import ConfigError

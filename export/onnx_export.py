@@ -1,5 +1,5 @@
 """``vision-tasks export``: a checkpoint -> one self-describing ONNX file (the contract in
-:mod:`export.runtime.contract`).
+:mod:`vision_tasks.export.runtime.contract`).
 
 The graph is an :class:`ExportWrapper`: uint8 ``[N, H, W, 3]`` RGB -> float ``[N, 3, H, W]``
 -> the model (normalisation is its first layer) -> the task's traceable post-processing ->
@@ -34,8 +34,8 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from export.parity import ParityReport, check_images, check_parity
-from export.runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
+from .parity import ParityReport, check_images, check_parity
+from .runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
 from vision_tasks import __version__
 from vision_tasks.config import Config
 from vision_tasks.engine.checkpoint import load_checkpoint, model_from_state
@@ -202,8 +202,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     """Export ``checkpoint`` (EMA weights when present) to ``out``, atomically.
 
     With ``check``, the graph is first run by onnxruntime on real ``data.val`` images (or
-    synthetic ones) against the fp32 PyTorch model (tolerances: :mod:`export.parity`); on
-    failure :class:`~export.parity.ExportCheckError` is raised and nothing is written.
+    synthetic ones) against the fp32 PyTorch model (tolerances: :mod:`vision_tasks.export.parity`); on
+    failure :class:`~vision_tasks.export.parity.ExportCheckError` is raised and nothing is written.
     """
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)

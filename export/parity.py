@@ -215,7 +215,7 @@ def check_parity(model_bytes: bytes, reference: torch.nn.Module, images: np.ndar
     """Run ``images`` through the serialized ONNX model (onnxruntime, CPU) and the fp32
     ``reference`` wrapper; raise :class:`ExportCheckError` naming the worst output when a
     tolerance is exceeded."""
-    from export.runtime.providers import create_session
+    from .runtime.providers import create_session
 
     session, info = create_session(model_bytes, "cpu")
     names = [o.name for o in session.get_outputs()]

@@ -6,12 +6,12 @@
   occluding objects per image (128 px by default)
 - model: the shared backbone's last three stages (strides 8, 16, 32) -> a PAN (or FPN) neck
   (``vision_tasks.models.necks``) -> an anchor-free dense head: per point, class logits and
-  a distance distribution for each box side (``tasks._detect.head``)
-- training targets: task-aligned assignment (``tasks._detect.assigner``); loss: IoU-aware BCE
-  + CIoU + distribution focal loss (``tasks._detect.loss``)
+  a distance distribution for each box side (``vision_tasks.tasks._detect.head``)
+- training targets: task-aligned assignment (``vision_tasks.tasks._detect.assigner``); loss: IoU-aware BCE
+  + CIoU + distribution focal loss (``vision_tasks.tasks._detect.loss``)
 - post-processing: score threshold, top-k and class-aware NMS to a fixed K per image, zero
   padded: ``boxes`` [N, K, 4], ``scores`` [N, K], ``labels`` [N, K], ``num_detections`` [N]
-  (the ONNX contract; traceable, exported with NMS inside; ``tasks._detect.postprocess``)
+  (the ONNX contract; traceable, exported with NMS inside; ``vision_tasks.tasks._detect.postprocess``)
 - metrics: pycocotools COCOeval in original-image coordinates and category ids: ``box_map``
   (primary), ``box_map50``, ..., per-class AP, PR curves (PNG)
 """
@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from tasks._detect.head import DenseDetectHead, Detector, PostprocessSettings
-from tasks._detect.loss import DetectLoss, DetectLossConfig
-from tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
+from ._detect.head import DenseDetectHead, Detector, PostprocessSettings
+from ._detect.loss import DetectLoss, DetectLossConfig
+from ._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.data.coco_detection import build_detection, collate_detection
 from vision_tasks.data.synth import write_coco
 from vision_tasks.errors import ConfigError

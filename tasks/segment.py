@@ -1,18 +1,18 @@
 """Task ``segment``: which objects are in the image, where, and which pixels are theirs?
 
 Built on ``detect`` (same backbone stages, neck, dense head, assigner and NMS) plus a mask
-branch (``tasks._segment``):
+branch (``vision_tasks.tasks._segment``):
 
 - data: COCO json with polygons or RLE per object (``vision_tasks.data.coco_detection``
   with masks): each object's mask is decoded in the original image, letterboxed and
   augmented together with the image and boxes, then area-averaged to the prototypes'
   stride (4); synthetic shapes whose masks are the visible part only (occluders cut out)
 - model: detector + prototype net on the finest neck map + per-point coefficients
-  (``tasks._segment.head``); loss: detection loss + box-cropped mask BCE on the detector's
-  own assignment (``tasks._segment.loss``)
+  (``vision_tasks.tasks._segment.head``); loss: detection loss + box-cropped mask BCE on the detector's
+  own assignment (``vision_tasks.tasks._segment.loss``)
 - post-processing: the detector's fixed-K NMS, then the kept detections' masks assembled
   in the graph: ``masks`` [N, K, H/4, W/4] probabilities in the input frame, zero outside
-  each box and for empty rows (the ONNX contract; ``tasks._segment.postprocess``)
+  each box and for empty rows (the ONNX contract; ``vision_tasks.tasks._segment.postprocess``)
 - metrics: pycocotools COCOeval ``bbox`` and ``segm`` in original-image coordinates:
   ``mask_map`` (primary), ``mask_map50``, ``box_map``, ``box_map50``, ...
 """
@@ -24,11 +24,11 @@ from typing import Any
 
 from torch import Tensor
 
-from tasks._detect.postprocess import detections_fixed_k
-from tasks._segment.head import Segmenter
-from tasks._segment.loss import SegmentLoss, SegmentLossConfig
-from tasks._segment.postprocess import assemble_masks
-from tasks.detect import DetectHeadConfig, DetectTask, postprocess_settings
+from ._detect.postprocess import detections_fixed_k
+from ._segment.head import Segmenter
+from ._segment.loss import SegmentLoss, SegmentLossConfig
+from ._segment.postprocess import assemble_masks
+from .detect import DetectHeadConfig, DetectTask, postprocess_settings
 from vision_tasks.errors import ConfigError
 from vision_tasks.metrics.coco_eval import CocoEvaluator
 

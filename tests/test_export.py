@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.onnx_export import ExportWrapper, export_checkpoint, output_names
-from export.parity import ExportCheckError, check_images, check_parity
-from export.runtime.contract import CONTRACT_VERSION, METADATA_KEYS
+from vision_tasks.export.onnx_export import ExportWrapper, export_checkpoint, output_names
+from vision_tasks.export.parity import ExportCheckError, check_images, check_parity
+from vision_tasks.export.runtime.contract import CONTRACT_VERSION, METADATA_KEYS
 from vision_tasks.cli import main
 from vision_tasks.engine.checkpoint import model_from_checkpoint
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.onnx_export import export_checkpoint
-from export.runtime.batch import read_done
-from export.runtime.sources import SourceError, resolve_sources
+from vision_tasks.export.onnx_export import export_checkpoint
+from vision_tasks.export.runtime.batch import read_done
+from vision_tasks.export.runtime.sources import SourceError, resolve_sources
 from vision_tasks.cli import main
 
 
@@ -161,8 +161,8 @@ def test_reduced_decode_gives_close_scores_and_the_same_geometry(model_path, tmp
 
 
 def test_save_images_does_not_change_the_model_input(model_path, tmp_path):
-    from export.runtime import Predictor
-    from export.runtime.pipeline import make_preparer
+    from vision_tasks.export.runtime import Predictor
+    from vision_tasks.export.runtime.pipeline import make_preparer
 
     folder = _scene_folder(tmp_path / "scenes")
     full_predictor = Predictor(model_path, device="cpu")

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from testkit import assert_runs_without_torch
 
-from export.onnx_export import export_checkpoint
-from export.runtime import ModelFileError, ModelMetadata, Predictor
-from export.runtime.providers import cuda_device_count
+from vision_tasks.export.onnx_export import export_checkpoint
+from vision_tasks.export.runtime import ModelFileError, ModelMetadata, Predictor
+from vision_tasks.export.runtime.providers import cuda_device_count
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_batches_give_the_same_scores_as_single_images(model_path):
 def test_lanes_run_batches_at_once_with_the_outputs_of_one_call(model_path, tiny_classify_data):
     from concurrent.futures import ThreadPoolExecutor
 
-    from export.runtime.pipeline import predict_stream
+    from vision_tasks.export.runtime.pipeline import predict_stream
 
     predictor = Predictor(model_path, device="cpu", threads=2, lanes=2, batch_size=3)
     assert predictor.lanes == 2 and "lanes=2" in repr(predictor)
@@ -143,7 +143,7 @@ def test_many_sources_go_through_the_pipeline_in_order_and_a_bad_one_raises(mode
 
 
 def test_ranking_is_by_score_with_ties_in_class_order():
-    from export.runtime import Prediction
+    from vision_tasks.export.runtime import Prediction
 
     names = tuple("abcdefg")
     scores = np.array([0.1, 0.3, 0.05, 0.3, 0.2, 0.0, 0.05], np.float32)
@@ -244,9 +244,9 @@ def test_runtime_import_and_prediction_leave_torch_out_of_sys_modules(model_path
     image = tmp_path / "x.png"
     Image.new("RGB", (40, 24), (10, 200, 30)).save(image)
     assert_runs_without_torch(f"""
-from export.runtime import Predictor
-from export.runtime.batch import run_predict
-from export.runtime.sources import resolve_sources
+from vision_tasks.export.runtime import Predictor
+from vision_tasks.export.runtime.batch import run_predict
+from vision_tasks.export.runtime.sources import resolve_sources
 predictor = Predictor({str(model_path)!r})
 assert predictor.predict_one({str(image)!r}).name
 run_predict(predictor, resolve_sources({str(tmp_path)!r}), {str(tmp_path / 'out')!r},

@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from testkit import assert_runs_without_torch
 
-from export.runtime import TASK_OUTPUTS, ModelMetadata, Predictor
-from export.runtime.draw import MASK_OPACITY, class_colour
+from vision_tasks.export.runtime import TASK_OUTPUTS, ModelMetadata, Predictor
+from vision_tasks.export.runtime.draw import MASK_OPACITY, class_colour
 from vision_tasks.cli import main
 from vision_tasks.imaging import Letterbox, letterbox
 from vision_tasks.masks import decode_rle
@@ -300,8 +300,8 @@ def test_the_mask_threshold_comes_from_the_metadata(scene, tmp_path):
 def test_segment_prediction_leaves_torch_out_of_sys_modules(scene_model, scene, tmp_path):
     cv2.imwrite(str(tmp_path / "1.png"), cv2.cvtColor(scene[0], cv2.COLOR_RGB2BGR))
     assert_runs_without_torch(f"""
-from export.runtime import Predictor
-from export.runtime.batch import run_predict
+from vision_tasks.export.runtime import Predictor
+from vision_tasks.export.runtime.batch import run_predict
 predictor = Predictor({str(scene_model)!r})
 run_predict(predictor, [{str(tmp_path / '1.png')!r}], {str(tmp_path / 'out')!r},
             save_images=True, progress=False)

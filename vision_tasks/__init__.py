@@ -1,7 +1,7 @@
 """vision-tasks: four computer-vision tasks from one shared CNN backbone.
 
 This top-level module stays free of torch imports so that the ONNX runtime
-(``export.runtime``) can use the torch-free parts of the package.
+(``vision_tasks.export.runtime``) can use the torch-free parts of the package.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class Task(ABC):
 
 
 def available_tasks() -> list[str]:
-    import tasks
+    from vision_tasks import tasks
 
     return sorted(m.name for m in pkgutil.iter_modules(tasks.__path__) if not m.name.startswith("_"))
 
@@ -108,7 +108,7 @@ def get_task(name: str) -> Task:
     names = available_tasks()
     if name not in names:
         raise KeyError(unknown_name_message("task", name, names))
-    module = importlib.import_module(f"tasks.{name}")
+    module = importlib.import_module(f"vision_tasks.tasks.{name}")
     task = getattr(module, "TASK", None)
     if not isinstance(task, Task):
         raise KeyError(f"tasks/{name}.py defines no TASK (an instance of vision_tasks.task_api.Task)")

@@ -3,7 +3,7 @@
 Nothing here imports torch or the training code, so an application can embed it with only
 ``numpy``, ``onnxruntime`` (or ``onnxruntime-gpu``), Pillow and OpenCV installed::
 
-    from export.runtime import Predictor
+    from vision_tasks.export.runtime import Predictor
 
     predictor = Predictor("model.onnx")           # device="auto": TensorRT > CUDA > CPU
     prediction = predictor.predict_one("cat.jpg")
@@ -12,17 +12,17 @@ Nothing here imports torch or the training code, so an application can embed it 
 - :class:`Predictor` reads and checks the model's metadata, letterboxes, batches and maps
   results back to original-image coordinates.
 - :class:`Prediction` / :class:`Detection` are the typed results (``to_dict()`` for JSON).
-- :func:`export.runtime.batch.run_predict` is the ``vision-tasks predict`` batch job.
+- :func:`vision_tasks.export.runtime.batch.run_predict` is the ``vision-tasks predict`` batch job.
 """
 
-from export.runtime.contract import (
+from .contract import (
     CONTRACT_VERSION,
     TASK_OUTPUTS,
     ModelFileError,
     ModelMetadata,
 )
-from export.runtime.predictor import Predictor
-from export.runtime.results import ClassScore, Detection, Prediction
+from .predictor import Predictor
+from .results import ClassScore, Detection, Prediction
 
 __all__ = ["CONTRACT_VERSION", "TASK_OUTPUTS", "ClassScore", "Detection", "ModelFileError",
            "ModelMetadata", "Prediction", "Predictor"]

@@ -4,7 +4,7 @@
 flushed as results arrive, so an interrupted run keeps every finished line;
 ``OUT/errors.jsonl`` gets ``{"source", "error"}`` for each file that could not be read or
 decoded, and the run carries on. ``resume=True`` skips sources already in either file.
-Box and mask tasks also get ``OUT/coco_results.json`` (see :mod:`export.runtime.coco`).
+Box and mask tasks also get ``OUT/coco_results.json`` (see :mod:`vision_tasks.export.runtime.coco`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from export.runtime.coco import COCO_TASKS, write_coco_results
-from export.runtime.contract import ModelFileError
-from export.runtime.draw import save_drawing
-from export.runtime.pipeline import Outcome, predict_stream
-from export.runtime.predictor import Predictor
-from export.runtime.results import json_line
+from .coco import COCO_TASKS, write_coco_results
+from .contract import ModelFileError
+from .draw import save_drawing
+from .pipeline import Outcome, predict_stream
+from .predictor import Predictor
+from .results import json_line
 
 PREDICTIONS = "predictions.jsonl"
 ERRORS = "errors.jsonl"

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export.runtime.contract import ModelMetadata
+from .contract import ModelMetadata
 from vision_tasks.fileio import atomic_write_text
 from vision_tasks.masks import compress_rle
 
@@ -48,7 +48,7 @@ def coco_entries(line: dict[str, Any], meta: ModelMetadata) -> list[dict[str, An
 def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) -> int:
     """Write ``out`` from every complete line of ``predictions_jsonl``; returns the entries.
 
-    A damaged line is skipped, as :func:`export.runtime.batch.read_done` does (``--resume``
+    A damaged line is skipped, as :func:`vision_tasks.export.runtime.batch.read_done` does (``--resume``
     predicts its image again, which gives it a good line).
     """
     entries: list[dict[str, Any]] = []

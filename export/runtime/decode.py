@@ -1,7 +1,7 @@
 """Graph outputs of one batch -> :class:`Prediction` objects in original-image coordinates.
 
 One decoder per task (see :data:`DECODERS`); each takes the batch's outputs (named as in
-:data:`export.runtime.contract.TASK_OUTPUTS`), the row index, the image's
+:data:`vision_tasks.export.runtime.contract.TASK_OUTPUTS`), the row index, the image's
 :class:`~vision_tasks.imaging.Letterbox`, the model metadata and the lowest score a
 detection must have to be kept (box tasks; the graph's own threshold is a floor below it).
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from export.runtime.contract import ModelMetadata
-from export.runtime.results import Detection, Prediction
+from .contract import ModelMetadata
+from .results import Detection, Prediction
 from vision_tasks.imaging import Letterbox
 from vision_tasks.masks import resample_mask
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.runtime.results import Prediction
+from .results import Prediction
 from vision_tasks.fileio import atomic_write_bytes
 from vision_tasks.masks import MaskCrop
 

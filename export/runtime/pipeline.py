@@ -2,7 +2,7 @@
 
 Pillow and OpenCV release the GIL while they decode and resize, so a few threads keep
 whole letterboxed batches ready ahead of the model. The model runs in
-:attr:`Predictor.lanes <export.runtime.predictor.Predictor>` threads, each taking a whole
+:attr:`Predictor.lanes <vision_tasks.export.runtime.predictor.Predictor>` threads, each taking a whole
 batch (:meth:`Predictor.run_lane`) and turning its outputs into predictions, so that on the
 CPU each core works through its own batch instead of all cores meeting after every layer of
 one batch; onnxruntime releases the GIL too. Outcomes come back in input order; a file that
@@ -23,8 +23,8 @@ from itertools import islice
 
 import numpy as np
 
-from export.runtime.predictor import Predictor, source_name
-from export.runtime.results import Prediction
+from .predictor import Predictor, source_name
+from .results import Prediction
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox
 
 
@@ -59,7 +59,7 @@ class Outcome:
 
 def default_workers() -> int:
     """Decoding threads: enough to keep one model busy without starving it of cores."""
-    from export.runtime.providers import cpu_threads
+    from .providers import cpu_threads
 
     return max(2, min(8, cpu_threads()))
 

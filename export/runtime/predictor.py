@@ -3,7 +3,7 @@
 Imports numpy, onnxruntime and :mod:`vision_tasks.imaging` only (never torch), so any
 Python application can embed it::
 
-    from export.runtime import Predictor
+    from vision_tasks.export.runtime import Predictor
 
     predictor = Predictor("model.onnx", device="auto")   # TensorRT > CUDA > CPU
     for p in predictor.predict(["a.jpg", "b.png"]):
@@ -21,16 +21,16 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from export.runtime.contract import (
+from .contract import (
     DEFAULT_SCORE_THRESHOLD,
     INPUT_NAME,
     TASK_OUTPUTS,
     ModelFileError,
     ModelMetadata,
 )
-from export.runtime.decode import DECODERS, Outputs, decode_batch
-from export.runtime.providers import CPU, create_session, load_for_inspection
-from export.runtime.results import Prediction
+from .decode import DECODERS, Outputs, decode_batch
+from .providers import CPU, create_session, load_for_inspection
+from .results import Prediction
 from vision_tasks.errors import ConfigError
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
 
@@ -90,7 +90,7 @@ class Predictor:
         score_threshold: detections (detect, segment) scoring below this are left out
             (default :data:`DEFAULT_SCORE_THRESHOLD`; 0 keeps all the graph returns).
         lanes: how many batches a stream of images (``vision-tasks predict``,
-            :func:`export.runtime.pipeline.predict_stream`) runs at once (default:
+            :func:`vision_tasks.export.runtime.pipeline.predict_stream`) runs at once (default:
             ``min(threads, 2)``). On the CPU each lane gets ``threads // lanes`` intra-op
             threads (so ``lanes`` may not exceed ``threads``): separate batches in parallel
             keep the cores busier than one batch split across them, above all while other
@@ -229,19 +229,19 @@ class Predictor:
         A source is a path, encoded bytes, a PIL image or a numpy array (gray, RGB, RGBA,
         16-bit...; see :func:`vision_tasks.imaging.load_image`). One source gives a list of one.
         More than one batch of sources goes through the predict pipeline
-        (:func:`export.runtime.pipeline.predict_stream`: decoding in worker threads,
+        (:func:`vision_tasks.export.runtime.pipeline.predict_stream`: decoding in worker threads,
         :attr:`lanes` batches at once); one batch is decoded here and run in one call.
 
         Raises:
             ImageError: an image cannot be read or decoded (the batch CLI skips such
-                images instead; see :mod:`export.runtime.batch`).
+                images instead; see :mod:`vision_tasks.export.runtime.batch`).
         """
         if isinstance(sources, str | os.PathLike | bytes | bytearray | memoryview
                       | np.ndarray | Image.Image):
             sources = [sources]
         sources = list(sources)
         if len(sources) > self.batch_size:
-            from export.runtime.pipeline import predict_stream  # it imports this module
+            from .pipeline import predict_stream  # it imports this module
 
             results: list[Prediction] = []
             for outcome in predict_stream(self, sources):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from export.runtime.contract import ModelFileError
+from .contract import ModelFileError
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

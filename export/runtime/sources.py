@@ -6,7 +6,7 @@ import glob
 import os
 from pathlib import Path
 
-from export.runtime.contract import ModelFileError
+from .contract import ModelFileError
 from vision_tasks.imaging import IMAGE_SUFFIXES
 
 """File name endings a folder or glob is searched for (case-insensitive)."""

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import complete_box_iou_loss
 
-from tasks._detect.assigner import Assignment, points_in_boxes, task_aligned_assign
-from tasks._detect.head import encode_distances
+from .assigner import Assignment, points_in_boxes, task_aligned_assign
+from .head import encode_distances
 
 
 @dataclass

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from tasks._detect.head import PostprocessSettings
+from .head import PostprocessSettings
 
 ONNX_OPSET_MIN = 11  # NonMaxSuppression with max_output_boxes_per_class / score_threshold
 

@@ -1,4 +1,4 @@
-"""Parts of the ``segment`` task, built on :mod:`tasks._detect`.
+"""Parts of the ``segment`` task, built on :mod:`vision_tasks.tasks._detect`.
 
 - :mod:`.head`: the prototype net (a few full-image mask bases at stride 4) and the
   per-point coefficient branches, added to the detector's neck and dense head;

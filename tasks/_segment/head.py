@@ -11,7 +11,7 @@ Instance masks from a single-stage detector, the prototype way (YOLACT, Bolya et
 - an object's mask is ``sigmoid(coefficients . prototypes)``, cropped to its box.
 
 So masks cost one small matrix product per kept detection, which the exported graph does
-itself (:mod:`tasks._segment.postprocess`); nothing here depends on the batch size.
+itself (:mod:`vision_tasks.tasks._segment.postprocess`); nothing here depends on the batch size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tasks._detect.head import DenseDetectHead, PostprocessSettings, _Branch
+from .._detect.head import DenseDetectHead, PostprocessSettings, _Branch
 from vision_tasks.models.layers import ConvBlock
 from vision_tasks.models.necks import PyramidNeck
 
@@ -45,7 +45,7 @@ class Segmenter(nn.Module):
     - ``coef``: float ``[N, A, P]`` mask coefficients per point;
     - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks (stride ``mask_stride``);
     - ``mask_stride``: input pixels per prototype pixel (an int);
-    - ``postprocess``: :class:`~tasks._detect.head.PostprocessSettings`.
+    - ``postprocess``: :class:`~vision_tasks.tasks._detect.head.PostprocessSettings`.
     """
 
     def __init__(self, neck: PyramidNeck, head: DenseDetectHead, settings: PostprocessSettings,

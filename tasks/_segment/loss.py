@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks._detect.loss import DetectLoss, DetectLossConfig
-from tasks._segment.postprocess import box_crop
+from .._detect.loss import DetectLoss, DetectLossConfig
+from .postprocess import box_crop
 
 
 @dataclass
@@ -28,8 +28,8 @@ class SegmentLossConfig(DetectLossConfig):
 class SegmentLoss(nn.Module):
     """``loss(outputs, targets) -> (total, {"cls", "box", "dfl", "mask"})``.
 
-    ``outputs``: the :class:`~tasks._segment.head.Segmenter` dict. ``targets``: those of
-    :class:`~tasks._detect.loss.DetectLoss` plus ``masks`` uint8 ``[N, M, Hm, Wm]`` (0..255,
+    ``outputs``: the :class:`~vision_tasks.tasks._segment.head.Segmenter` dict. ``targets``: those of
+    :class:`~vision_tasks.tasks._detect.loss.DetectLoss` plus ``masks`` uint8 ``[N, M, Hm, Wm]`` (0..255,
     the visible part of each object at the prototypes' resolution) and ``mask_valid`` bool
     ``[N, M]`` (False: the object has no mask annotation).
     """
