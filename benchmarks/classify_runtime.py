@@ -22,6 +22,7 @@ from pathlib import Path
 from vision_tasks.export.benchmark import run_benchmark
 from vision_tasks.export.onnx_export import export_checkpoint
 from vision_tasks.export.runtime.providers import cpu_threads
+
 from vision_tasks.cli import main as cli_main
 
 

@@ -26,11 +26,16 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-
 from vision_tasks.export.benchmark import _Case, measure_interleaved, repeat_to
 from vision_tasks.export.runtime import Predictor
-from vision_tasks.export.runtime.pipeline import Prepared, batch_stream, default_workers, make_preparer
+from vision_tasks.export.runtime.pipeline import (
+    Prepared,
+    batch_stream,
+    default_workers,
+    make_preparer,
+)
 from vision_tasks.export.runtime.sources import resolve_sources
+
 from vision_tasks import imaging
 
 

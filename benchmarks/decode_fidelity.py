@@ -33,8 +33,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from vision_tasks.export.runtime.sources import resolve_sources
+
 from vision_tasks import imaging
 
 

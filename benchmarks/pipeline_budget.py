@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from vision_tasks.export.benchmark import repeat_to
 from vision_tasks.export.runtime import Predictor
 from vision_tasks.export.runtime.results import json_line
 from vision_tasks.export.runtime.sources import resolve_sources
+
 from vision_tasks.imaging import _read_file
 
 

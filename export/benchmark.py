@@ -260,9 +260,10 @@ def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
     onnxruntime used one). Yields the function to time."""
     import torch
 
+    from vision_tasks.engine.checkpoint import model_from_checkpoint
+
     from .onnx_export import ExportWrapper, output_names
     from .runtime.providers import CPU
-    from vision_tasks.engine.checkpoint import model_from_checkpoint
 
     model, cfg, task, _ = model_from_checkpoint(checkpoint)
     wrapper = ExportWrapper(model, task, output_names(model, task, cfg.data.image_size)).eval()

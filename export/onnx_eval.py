@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
-from .runtime import Predictor
 from vision_tasks.config import apply_overrides, config_from_dict
 from vision_tasks.engine.evaluate import make_loader, score_batches
 from vision_tasks.errors import ConfigError
 from vision_tasks.task_api import Evaluator, get_task
+
+from .runtime import Predictor
 
 
 def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None,

@@ -34,14 +34,15 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from .parity import ParityReport, check_images, check_parity
-from .runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
 from vision_tasks import __version__
 from vision_tasks.config import Config
 from vision_tasks.engine.checkpoint import load_checkpoint, model_from_state
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.task_api import Task
+
+from .parity import ParityReport, check_images, check_parity
+from .runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
 
 DEFAULT_OPSET = 18
 DYNAMO_MIN_OPSET = 18

@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from vision_tasks.data.imagefolder import build_imagefolder
 from vision_tasks.data.synth import write_imagefolder
-from vision_tasks.errors import ConfigError
-from vision_tasks.models.layers import ACTIVATIONS, activation_width, make_activation
+from vision_tasks.models.layers import activation_width, check_activation, make_activation
 from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task
 
@@ -45,9 +44,7 @@ class ClassifyHead(nn.Module):
     def __init__(self, channels: int, height: int, width: int, num_classes: int,
                  cfg: ClassifyHeadConfig) -> None:
         super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ConfigError(f"model.head.activation: unknown activation '{cfg.activation}'; "
-                             f"choose one of {', '.join(ACTIVATIONS)}")
+        check_activation(cfg.activation, "model.head.activation")
         if cfg.pool == "flatten":
             self.pool: nn.Module = nn.Flatten()
             n_in = channels * height * width

@@ -25,16 +25,17 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from ._detect.head import DenseDetectHead, Detector, PostprocessSettings
-from ._detect.loss import DetectLoss, DetectLossConfig
-from ._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 from vision_tasks.data.coco_detection import build_detection, collate_detection
 from vision_tasks.data.synth import write_coco
 from vision_tasks.errors import ConfigError
 from vision_tasks.metrics.coco_eval import CocoEvaluator
-from vision_tasks.models.layers import ACTIVATIONS
+from vision_tasks.models.layers import check_activation
 from vision_tasks.models.necks import PyramidNeck
 from vision_tasks.task_api import Task
+
+from ._detect.head import DenseDetectHead, Detector, PostprocessSettings
+from ._detect.loss import DetectLoss, DetectLossConfig
+from ._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
 
 LEVELS = 3  # pyramid levels the head uses: the backbone's last three stages
 
@@ -130,9 +131,7 @@ def postprocess_settings(hc: DetectHeadConfig) -> PostprocessSettings:
 
 
 def _check_head(hc: DetectHeadConfig) -> None:
-    if hc.activation not in ACTIVATIONS:
-        raise ConfigError(f"model.head.activation: unknown activation '{hc.activation}'; "
-                          f"choose one of {', '.join(ACTIVATIONS)}")
+    check_activation(hc.activation, "model.head.activation")
     for key in ("channels", "hidden", "reg_max", "pre_nms_topk", "max_detections"):
         if getattr(hc, key) < 1:
             raise ConfigError(f"model.head.{key}: must be at least 1, got {getattr(hc, key)}")

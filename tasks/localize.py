@@ -28,8 +28,7 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from vision_tasks.data.single_object import build_single_object, collate_single_object
 from vision_tasks.data.synth import write_coco
-from vision_tasks.errors import ConfigError
-from vision_tasks.models.layers import ACTIVATIONS, activation_width, make_activation
+from vision_tasks.models.layers import activation_width, check_activation, make_activation
 from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task
 
@@ -70,9 +69,7 @@ class LocalizeHead(nn.Module):
     def __init__(self, channels: int, height: int, width: int, num_classes: int,
                  input_size: tuple[int, int], cfg: LocalizeHeadConfig) -> None:
         super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ConfigError(f"model.head.activation: unknown activation '{cfg.activation}'; "
-                             f"choose one of {', '.join(ACTIVATIONS)}")
+        check_activation(cfg.activation, "model.head.activation")
         k = activation_width(cfg.activation)
         self.reduce = nn.Sequential(nn.Conv2d(channels, cfg.channels * k, 1, bias=False),
                                     nn.BatchNorm2d(cfg.channels * k), make_activation(cfg.activation))

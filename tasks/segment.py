@@ -24,13 +24,14 @@ from typing import Any
 
 from torch import Tensor
 
+from vision_tasks.errors import ConfigError
+from vision_tasks.metrics.coco_eval import CocoEvaluator
+
 from ._detect.postprocess import detections_fixed_k
 from ._segment.head import Segmenter
 from ._segment.loss import SegmentLoss, SegmentLossConfig
 from ._segment.postprocess import assemble_masks
 from .detect import DetectHeadConfig, DetectTask, postprocess_settings
-from vision_tasks.errors import ConfigError
-from vision_tasks.metrics.coco_eval import CocoEvaluator
 
 MASK_THRESHOLD = 0.5  # mask probability above which a pixel is the object's (metrics, runtime)
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from testkit import coco_config, first_item_losses, overfit
-
 from vision_tasks.tasks._detect.assigner import task_aligned_assign
 from vision_tasks.tasks._detect.head import PostprocessSettings, make_anchor_points
 from vision_tasks.tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
+
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset, build_detection, decode_segmentation
 from vision_tasks.engine.trainer import Trainer

@@ -12,10 +12,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from vision_tasks.export.onnx_export import ExportWrapper, export_checkpoint, output_names
 from vision_tasks.export.parity import ExportCheckError, check_images, check_parity
 from vision_tasks.export.runtime.contract import CONTRACT_VERSION, METADATA_KEYS
+
 from vision_tasks.cli import main
 from vision_tasks.engine.checkpoint import model_from_checkpoint
 

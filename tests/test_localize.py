@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from vision_tasks.tasks.localize import TASK, LocalizeEvaluator
+
 from vision_tasks.cli import main
 from vision_tasks.config import load_config
 from vision_tasks.engine.checkpoint import load_checkpoint

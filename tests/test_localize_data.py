@@ -127,7 +127,9 @@ def test_multi_object_policy_largest_keeps_the_largest_box_and_reports_it(tmp_pa
     ann, images = policy_set(tmp_path)
     cfg = localize_config(ann, images, "task_options.multi_object=largest")
     lines: list[str] = []
-    from vision_tasks.tasks.localize import TASK  # through the task: the policy comes from the config
+    from vision_tasks.tasks.localize import (
+        TASK,  # through the task: the policy comes from the config
+    )
 
     data = build_single_object(cfg, "train", False, cfg.task_options.multi_object, log=lines.append)
     assert len(TASK.build_dataset(cfg, "val", False)) == 3

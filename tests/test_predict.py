@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-
 from vision_tasks.export.onnx_export import export_checkpoint
 from vision_tasks.export.runtime.batch import read_done
 from vision_tasks.export.runtime.sources import SourceError, resolve_sources
+
 from vision_tasks.cli import main
 
 

@@ -13,7 +13,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from testkit import assert_runs_without_torch
-
 from vision_tasks.export.onnx_export import export_checkpoint
 from vision_tasks.export.runtime import ModelFileError, ModelMetadata, Predictor
 from vision_tasks.export.runtime.providers import cuda_device_count

@@ -11,9 +11,9 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 from testkit import coco_config, coco_split, first_item_losses, overfit
-
 from vision_tasks.tasks._detect.head import PostprocessSettings
 from vision_tasks.tasks._segment.postprocess import assemble_masks, box_crop
+
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset
 from vision_tasks.metrics.coco_eval import CocoEvaluator
@@ -209,7 +209,6 @@ def test_mask_metrics_reward_the_visible_part_not_the_whole_shape(tmp_path: Path
 
 def test_onnx_masks_match_pytorch_for_batch_1_and_7(tiny_segment_data: Path) -> None:
     import onnxruntime as ort
-
     from vision_tasks.export.onnx_export import ExportWrapper, export_model
 
     cfg = tiny_segment_config(tiny_segment_data, "model.head.score_threshold=0.3",

@@ -15,9 +15,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from testkit import assert_runs_without_torch
-
 from vision_tasks.export.runtime import TASK_OUTPUTS, ModelMetadata, Predictor
 from vision_tasks.export.runtime.draw import MASK_OPACITY, class_colour
+
 from vision_tasks.cli import main
 from vision_tasks.imaging import Letterbox, letterbox
 from vision_tasks.masks import decode_rle

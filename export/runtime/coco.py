@@ -17,9 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .contract import ModelMetadata
 from vision_tasks.fileio import atomic_write_text
 from vision_tasks.masks import compress_rle
+
+from .contract import ModelMetadata
 
 COCO_TASKS = frozenset({"detect", "segment"})
 """Tasks whose predict run also writes ``coco_results.json``."""

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .contract import ModelMetadata
-from .results import Detection, Prediction
 from vision_tasks.imaging import Letterbox
 from vision_tasks.masks import resample_mask
+
+from .contract import ModelMetadata
+from .results import Detection, Prediction
 
 Outputs = dict[str, np.ndarray]
 Decoder = Callable[[Outputs, int, Letterbox, ModelMetadata, float], Prediction]

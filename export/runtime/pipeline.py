@@ -23,9 +23,10 @@ from itertools import islice
 
 import numpy as np
 
+from vision_tasks.imaging import ImageError, ImageSource, Letterbox
+
 from .predictor import Predictor, source_name
 from .results import Prediction
-from vision_tasks.imaging import ImageError, ImageSource, Letterbox
 
 
 @dataclass

@@ -21,6 +21,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from vision_tasks.errors import ConfigError
+from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
+
 from .contract import (
     DEFAULT_SCORE_THRESHOLD,
     INPUT_NAME,
@@ -31,8 +34,6 @@ from .contract import (
 from .decode import DECODERS, Outputs, decode_batch
 from .providers import CPU, create_session, load_for_inspection
 from .results import Prediction
-from vision_tasks.errors import ConfigError
-from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
 
 DEFAULT_BATCH_SIZE = 32
 MAX_DEFAULT_LANES = 2

@@ -6,8 +6,9 @@ import glob
 import os
 from pathlib import Path
 
-from .contract import ModelFileError
 from vision_tasks.imaging import IMAGE_SUFFIXES
+
+from .contract import ModelFileError
 
 """File name endings a folder or glob is searched for (case-insensitive)."""
 

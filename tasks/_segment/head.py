@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._detect.head import DenseDetectHead, PostprocessSettings, _Branch
 from vision_tasks.models.layers import ConvBlock
 from vision_tasks.models.necks import PyramidNeck
+
+from .._detect.head import DenseDetectHead, PostprocessSettings, _Branch
 
 
 class PrototypeNet(nn.Sequential):

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from vision_tasks.config import BackboneConfig
 from vision_tasks.conv_arithmetic import conv_output_size, pool_output_size, resolve_padding
 from vision_tasks.errors import ConfigError
-from vision_tasks.models.layers import ACTIVATIONS, ConvBlock
+from vision_tasks.models.layers import ConvBlock, check_activation
 from vision_tasks.registry import Registry
 
 BACKBONES: Registry[Callable[[BackboneConfig, int], Backbone]] = Registry("backbone")
@@ -136,9 +136,7 @@ def parse_layer(raw: dict[str, Any], where: str, cfg: BackboneConfig) -> LayerSp
         if "filters" not in raw:
             raise ConfigError(f"{where}.filters: a conv layer needs its number of filters")
         act = raw.get("act", cfg.activation)
-        if act not in ACTIVATIONS:
-            key = f"{where}.act" if "act" in raw else "model.backbone.activation"
-            raise ConfigError(f"{key}: unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+        check_activation(act, f"{where}.act" if "act" in raw else "model.backbone.activation")
         bn = raw.get("batch_norm", cfg.batch_norm)
         return LayerSpec("conv", raw["filters"], raw.get("f", 3), raw.get("s", 1),
                          raw.get("p", "same"), act, batch_norm=bool(bn))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from vision_tasks.errors import ConfigError
+from vision_tasks.registry import unknown_name_message
+
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "maxout", "silu", "identity")
+"""Activation names a config may use (``make_activation`` builds each)."""
 
 
 class Maxout(nn.Module):
@@ -26,26 +30,30 @@ class Maxout(nn.Module):
         return f"pieces={self.pieces}"
 
 
+_ACTIVATION_MODULES = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "elu": lambda: nn.ELU(inplace=True),
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "maxout": lambda: Maxout(2),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "identity": nn.Identity,
+}
+
+
+def check_activation(name: str, key: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming the config ``key`` when ``name`` is not
+    an activation of :data:`ACTIVATIONS`."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"{key}: {unknown_name_message('activation', name, list(ACTIVATIONS))}")
+
+
 def make_activation(name: str) -> nn.Module:
     """An activation module by name. ``maxout`` is handled by the layer before it
     (it must produce ``pieces`` times the channels); here it is the max itself."""
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.1, inplace=True)
-    if name == "elu":
-        return nn.ELU(inplace=True)
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    if name == "maxout":
-        return Maxout(2)
-    if name == "silu":
-        return nn.SiLU(inplace=True)
-    if name == "identity":
-        return nn.Identity()
-    raise ValueError(f"unknown activation '{name}': choose one of {', '.join(ACTIVATIONS)}")
+    check_activation(name, "activation")
+    return _ACTIVATION_MODULES[name]()
 
 
 def activation_width(name: str) -> int:
