@@ -21,3 +21,11 @@ class DataError(VisionTasksError, ValueError):
 
 class CheckpointError(VisionTasksError, ValueError):
     """A checkpoint file is missing, corrupt or of the wrong kind."""
+
+
+class DeviceError(VisionTasksError, ValueError):
+    """A device (``train.device``, ``--device``) that is unknown or not usable on this machine."""
+
+
+class OutputExistsError(VisionTasksError):
+    """An output file or folder already holds results that a command would overwrite."""

@@ -50,6 +50,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: list[str] | None = None) -> Config:
     from vision_tasks.config import apply_overrides
 
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"{path}: checkpoint has no config; pass RUN/weights/best.pt or last.pt "
+                              "from vision-tasks train")
     raw = apply_overrides(dict(ckpt["config"]), overrides or [])
     return config_from_dict(raw, f"{path} (config inside the checkpoint)")
 
@@ -65,8 +68,17 @@ def model_from_state(ckpt: dict[str, Any], path: str | Path, overrides: list[str
     """:func:`model_from_checkpoint` of a checkpoint already loaded from ``path``."""
     cfg = checkpoint_config(ckpt, path, overrides)
     task = get_task(cfg.task)
+    if "class_names" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: incomplete checkpoint (no class_names or model weights); "
+                              "pass RUN/weights/best.pt or last.pt from vision-tasks train")
     names = list(ckpt["class_names"])
     model = build_model(cfg, task, len(names), load_pretrained=False)
     weights = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # shapes or names differ: the config no longer builds this model
+        lines = str(err).strip().splitlines()  # a header line, then one line per problem
+        first = lines[min(1, len(lines) - 1)].strip().rstrip(".")[:200]
+        raise CheckpointError(f"{path}: its weights do not fit the model its config builds ({first}); "
+                              "drop --set overrides of model.* keys") from None
     return model.eval(), cfg, task, names

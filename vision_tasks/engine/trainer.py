@@ -1,10 +1,14 @@
-"""The training loop, readable top to bottom: data -> model -> optimizer -> epochs.
+"""The training loop, readable top to bottom: data -> model -> state -> epochs.
 
 A run folder holds ``weights/last.pt`` (every epoch) and ``weights/best.pt`` (best
 validation ``primary_metric``), ``metrics.csv``, ``config.yaml`` (the resolved
 config), ``curves.png`` and ``tensorboard/``. ``resume=True`` continues from
 ``last.pt`` with the same epoch, optimizer, schedule, EMA and random state, so an
 interrupted run ends where an uninterrupted one would.
+
+Everything an epoch changes lives in one :class:`TrainState`; ``last.pt`` is its
+:meth:`~TrainState.state_dict` plus what describes the model (task, class names,
+config), and ``--resume`` loads it back with :meth:`~TrainState.load_state_dict`.
 """
 
 from __future__ import annotations
@@ -12,25 +16,30 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from vision_tasks.config import Config, save_config
+from vision_tasks.config import Config, TrainConfig, save_config
 from vision_tasks.data.sampler import EpochSampler
 from vision_tasks.engine.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from vision_tasks.engine.ema import ModelEMA
 from vision_tasks.engine.evaluate import evaluate, format_metrics, make_loader, scalar_metrics
 from vision_tasks.engine.optim import build_optimizer, build_scheduler
 from vision_tasks.engine.runlog import TensorBoardLog, plot_curves, write_metrics_csv
-from vision_tasks.errors import CheckpointError
+from vision_tasks.errors import CheckpointError, ConfigError, DeviceError
 from vision_tasks.models.model import build_model
 from vision_tasks.task_api import get_task
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
+Criterion = Callable[[Any, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+TRAINING_ONLY = ("optimizer", "scheduler", "scaler")
+"""Checkpoint keys that ``last.pt`` holds for ``--resume`` and ``best.pt`` leaves out."""
 
 
 @dataclass
@@ -45,12 +54,22 @@ class TrainResult:
     seconds: float
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` (a CUDA GPU when visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``;
+    a :class:`DeviceError` naming ``key`` for anything this machine cannot run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device: '{name}' asked for, but no CUDA GPU is visible; use cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"{key}: unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{key}: '{name}' asked for, but no CUDA GPU is visible; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(f"{key}: '{name}' asked for, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA GPU(s); use cuda:0 .. "
+                          f"cuda:{torch.cuda.device_count() - 1}, or auto")
+    return device
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -62,7 +81,116 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
+@dataclass
+class TrainState:
+    """What training changes, step by step and epoch by epoch, and nothing else."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: ModelEMA | None
+    scaler: torch.amp.GradScaler
+    epoch: int = 0  # the last finished epoch (1-based); 0 before the first
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
+    best: float = float("-inf")  # best validation primary metric so far
+
+    @classmethod
+    def start(cls, model: nn.Module, cfg: TrainConfig, steps_per_epoch: int,
+              amp: torch.dtype | None, device: torch.device) -> TrainState:
+        """Epoch 0 of ``model``: a fresh optimizer, schedule, EMA and gradient scaler."""
+        optimizer = build_optimizer(model, cfg)
+        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+        ema = ModelEMA(model, cfg.ema_decay, cfg.epochs * steps_per_epoch) if cfg.ema else None
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        return cls(model, optimizer, scheduler, ema, scaler)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model to validate and keep: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint entries of this state, random generators included."""
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        ema = self.ema
+        return {"model": self.model.state_dict(), "ema": ema.module.state_dict() if ema else None,
+                "ema_updates": ema.updates if ema else 0, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "history": self.history, "best_metric": self.best, "rng": rng}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`), random generators included."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.updates = state["ema_updates"]
+        self.epoch, self.history = state["epoch"], list(state["history"])
+        self.best = float(state["best_metric"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    device: torch.device
+    amp: torch.dtype | None  # autocast dtype of the forward pass; None: full precision
+    grad_clip: float  # max gradient norm; 0 turns clipping off
+
+
+def train_step(state: TrainState, images: torch.Tensor, targets: Any, criterion: Criterion,
+               settings: StepSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step on a batch (``images`` float [N, 3, S, S] on the device); returns
+    the loss and its parts. The schedule and the EMA advance once per step."""
+    autocast = (torch.autocast(settings.device.type, dtype=settings.amp) if settings.amp
+                else contextlib.nullcontext())
+    with autocast:
+        outputs = state.model(images)
+    loss, parts = criterion(_to_float(outputs), targets)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if settings.grad_clip > 0:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), settings.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update(state.model)
+    return loss, parts
+
+
+def train_one_epoch(state: TrainState, loader: Any, criterion: Criterion, settings: StepSettings,
+                    desc: str = "train", progress: bool = True) -> dict[str, float]:
+    """A pass over ``loader``; returns the per-image mean of the loss and of each part
+    (``train_loss``, ``train_<part>``)."""
+    state.model.train()
+    totals: dict[str, float] = {}
+    seen, t0 = 0, time.time()
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for images, targets in bar:
+        images = images.to(settings.device, non_blocking=True).float()
+        targets = _to_device(targets, settings.device)
+        loss, parts = train_step(state, images, targets, criterion, settings)
+        seen += len(images)
+        for key, value in {"loss": loss, **parts}.items():
+            totals[f"train_{key}"] = totals.get(f"train_{key}", 0.0) + float(value.detach()) * len(images)
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}",
+                        lr=f"{state.optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
+    return {key: value / max(seen, 1) for key, value in totals.items()}
+
+
 class Trainer:
+    """``Trainer(cfg, run_dir).fit()`` trains a new run; ``Trainer(None, run_dir,
+    resume=True).fit()`` continues one. ``callbacks`` are called as
+    ``callback(trainer, epoch, row)`` after each epoch is saved."""
+
     def __init__(self, cfg: Config | None, run_dir: str | Path, resume: bool = False,
                  progress: bool = True, callbacks: list[EpochCallback] | None = None,
                  log: Callable[[str], None] = print, overwrite: bool = False) -> None:
@@ -75,9 +203,14 @@ class Trainer:
             if not self.last_path.is_file():
                 raise CheckpointError(f"{self.last_path}: nothing to resume; start the run without --resume")
             self.resume_state = load_checkpoint(self.last_path)
+            missing = [k for k in ("config", *TRAINING_ONLY, "epoch", "history", "rng")
+                       if k not in self.resume_state]
+            if missing:
+                raise CheckpointError(f"{self.last_path}: cannot resume from it (no {', '.join(missing)}); "
+                                      "resume only from the last.pt a run wrote, or start a new run")
             cfg = checkpoint_config(self.resume_state, self.last_path)
         elif cfg is None:
-            raise ValueError("a config is needed to start a new run")
+            raise ConfigError("Trainer: a config is needed to start a new run; pass one, or resume=True")
         elif self.last_path.is_file() and not overwrite:
             raise CheckpointError(f"{self.run_dir} already holds a training run; continue it with "
                                   "--resume or choose another --out")
@@ -89,59 +222,59 @@ class Trainer:
         torch.manual_seed(tcfg.seed)
         device = select_device(tcfg.device)
 
+        # Data. Batch order and augmentation depend only on (seed, epoch, index), so any
+        # number of workers, and a resumed run, see the same batches.
         train_set = task.build_dataset(cfg, "train", train=True)
         names = train_set.class_names
-        # Original ids of the classes (COCO sets), kept for the export's metadata.
-        self.category_ids = getattr(train_set, "category_ids", None)
         val_set = task.build_dataset(cfg, "val", train=False, class_names=names)
         sampler = EpochSampler(len(train_set), tcfg.seed, shuffle=True)
-        train_loader = make_loader(task, train_set, tcfg.batch_size, cfg.data.workers, sampler,
-                                   tcfg.seed)
+        train_loader = make_loader(task, train_set, tcfg.batch_size, cfg.data.workers, sampler, tcfg.seed)
         val_loader = make_loader(task, val_set, tcfg.batch_size, cfg.data.workers)
 
+        # Model, loss, and the state that training changes (restored when resuming).
         model = build_model(cfg, task, len(names), load_pretrained=self.resume_state is None).to(device)
         criterion = task.build_loss(cfg, len(names))
-        optimizer = build_optimizer(model, tcfg)
-        steps = len(train_loader)
-        scheduler = build_scheduler(optimizer, tcfg, steps)
-        ema = ModelEMA(model, tcfg.ema_decay, tcfg.epochs * steps) if tcfg.ema else None
-        dtype = amp_dtype(tcfg.amp, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-        start, history, best = 0, [], float("-inf")
+        settings = StepSettings(device, amp_dtype(tcfg.amp, device), tcfg.grad_clip)
+        state = TrainState.start(model, tcfg, len(train_loader), settings.amp, device)
         if self.resume_state is not None:
-            start, history, best = self._restore(model, optimizer, scheduler, ema, scaler, device)
-            self.log(f"resuming {self.run_dir} after epoch {start} of {tcfg.epochs}")
+            state.load_state_dict(self.resume_state)
+            self.log(f"resuming {self.run_dir} after epoch {state.epoch} of {tcfg.epochs}")
         else:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
+        # What describes the model in every checkpoint; category_ids: the original (COCO)
+        # id of each class, kept for the export's metadata.
+        header = {"task": cfg.task, "class_names": list(names),
+                  "category_ids": getattr(train_set, "category_ids", None), "config": cfg.to_dict()}
         save_config(cfg, self.run_dir / "config.yaml")
         self.log(f"task {cfg.task} | {len(names)} classes | {len(train_set)} train / {len(val_set)} val "
                  f"images | backbone {cfg.model.backbone.name} | device {device}"
-                 + (f" ({dtype})" if dtype else ""))
-        board = TensorBoardLog(self.run_dir / "tensorboard", purge_step=start + 1 if start else None)
+                 + (f" ({settings.amp})" if settings.amp else ""))
+
+        board = TensorBoardLog(self.run_dir / "tensorboard",
+                               purge_step=state.epoch + 1 if state.epoch else None)
         t0, metrics = time.time(), {}
         try:
-            for epoch in range(start + 1, tcfg.epochs + 1):
+            for epoch in range(state.epoch + 1, tcfg.epochs + 1):
                 sampler.set_epoch(epoch)
-                losses = self._train_epoch(model, train_loader, criterion, optimizer, scheduler, ema,
-                                           scaler, dtype, device, epoch)
-                metrics, evaluator = evaluate(ema.module if ema else model, task, val_loader, names,
-                                              device, self.progress)
+                losses = train_one_epoch(state, train_loader, criterion, settings,
+                                         f"epoch {epoch}/{tcfg.epochs}", self.progress)
+                metrics, evaluator = evaluate(state.eval_model, task, val_loader, names, device,
+                                              self.progress)
                 score = float(metrics[task.primary_metric])
-                row = {"epoch": epoch, **losses, "lr": optimizer.param_groups[0]["lr"],
+                row = {"epoch": epoch, **losses, "lr": state.optimizer.param_groups[0]["lr"],
                        **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}}
-                history.append(row)
-                improved = score > best
-                best = max(best, score)
-                payload = self._payload(cfg, names, model, optimizer, scheduler, ema, scaler,
-                                        epoch, history, best)
-                save_checkpoint(self.last_path, payload)
+                improved = score > state.best
+                state.epoch, state.best = epoch, max(state.best, score)
+                state.history.append(row)
+
+                checkpoint = {**header, **state.state_dict()}
+                save_checkpoint(self.last_path, checkpoint)
                 if improved:
-                    save_checkpoint(self.best_path, {k: v for k, v in payload.items()
-                                                     if k not in ("optimizer", "scheduler", "scaler")})
+                    save_checkpoint(self.best_path, {k: v for k, v in checkpoint.items()
+                                                     if k not in TRAINING_ONLY})
                     evaluator.save_plots(self.run_dir)
-                write_metrics_csv(history, self.run_dir / "metrics.csv")
-                plot_curves(history, self.run_dir / "curves.png")
+                write_metrics_csv(state.history, self.run_dir / "metrics.csv")
+                plot_curves(state.history, self.run_dir / "curves.png")
                 board.log(row, epoch)
                 self.log(f"epoch {epoch}/{tcfg.epochs}  loss {losses['train_loss']:.4f}  "
                          f"{format_metrics(metrics)}" + ("  (best)" if improved else ""))
@@ -149,65 +282,8 @@ class Trainer:
                     callback(self, epoch, row)
         finally:
             board.close()
-        return TrainResult(self.run_dir, self.best_path, self.last_path, task.primary_metric, best,
+        return TrainResult(self.run_dir, self.best_path, self.last_path, task.primary_metric, state.best,
                            metrics, tcfg.epochs, time.time() - t0)
-
-    def _train_epoch(self, model, loader, criterion, optimizer, scheduler, ema, scaler, dtype,
-                     device, epoch) -> dict[str, float]:
-        model.train()
-        totals: dict[str, float] = {}
-        seen, t0 = 0, time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{self.cfg.train.epochs}", leave=False,
-                   disable=not self.progress, unit="batch")
-        for images, targets in bar:
-            images = images.to(device, non_blocking=True).float()
-            targets = _to_device(targets, device)
-            autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-            with autocast:
-                outputs = model(images)
-            loss, parts = criterion(_to_float(outputs), targets)
-            loss_value = float(loss.detach())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if self.cfg.train.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            seen += len(images)
-            for key, value in {"loss": loss, **parts}.items():
-                totals[f"train_{key}"] = totals.get(f"train_{key}", 0.0) + float(value.detach()) * len(images)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                            img_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
-        return {key: value / max(seen, 1) for key, value in totals.items()}
-
-    def _payload(self, cfg, names, model, optimizer, scheduler, ema, scaler, epoch, history, best):
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"task": cfg.task, "class_names": list(names), "category_ids": self.category_ids,
-                "config": cfg.to_dict(),
-                "model": model.state_dict(), "ema": ema.module.state_dict() if ema else None,
-                "ema_updates": ema.updates if ema else 0, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "history": history, "best_metric": best, "rng": rng}
-
-    def _restore(self, model, optimizer, scheduler, ema, scaler, device):
-        state = self.resume_state
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema"):
-            ema.module.load_state_dict(state["ema"])
-            ema.updates = state["ema_updates"]
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        return state["epoch"], list(state["history"]), float(state["best_metric"])
 
 
 def _to_device(targets: Any, device: torch.device) -> Any:
