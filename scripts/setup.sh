@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install vision-tasks with the pinned versions of constraints.txt.
+# Create .venv (if missing) and install vision-tasks with the training extra and the dev tools
+# (pytest, ruff), at the pinned versions of constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'

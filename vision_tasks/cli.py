@@ -5,18 +5,34 @@ through the ``vision_tasks.commands`` entry-point group (a function that receive
 the sub-parser collection), and model formats that ``val`` understands through
 ``vision_tasks.evaluators`` (file suffix -> function), so the core never imports
 them by name.
+
+This module imports without torch: the base install (``pip install vision-tasks``) is the
+torch-free runtime (``predict``, ``benchmark MODEL.onnx``). A verb that needs the ``train``
+extra, run without it, fails in ``main`` with one line naming the extra (``TRAIN_EXTRA``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from vision_tasks import __version__
+from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
+
+# Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
+# bring that our code imports directly: a ModuleNotFoundError for one of these means the extra
+# is not installed, not a bug.
+TRAIN_EXTRA = {
+    "torch": "torch", "torchvision": "torchvision", "yaml": "pyyaml",
+    "albumentations": "albumentations", "albucore": "albucore", "matplotlib": "matplotlib",
+    "tensorboard": "tensorboard", "onnx": "onnx", "onnxscript": "onnxscript",
+    "onnx_ir": "onnx-ir", "scipy": "scipy",
+}
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.overrides:
         raise VisionTasksError("--resume continues the run with its saved config; drop --set")
-    cfg = None if args.resume else load_config(_require_config(args), args.overrides)
+    cfg = None if args.resume else load_config(resolve_config(_require_config(args)), args.overrides)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
     try:
         result = trainer.fit()
@@ -57,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _require_config(args: argparse.Namespace) -> str:
     if args.config is None:
-        raise VisionTasksError("train: give a CONFIG file (see configs/), or --resume with --out RUN")
+        raise VisionTasksError("train: give a CONFIG file or a ready config's name (detect, ...), "
+                               "or --resume with --out RUN")
     return args.config
 
 
@@ -123,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=cmd_data_synth)
 
     train = verbs.add_parser("train", help="train a model from a config")
-    train.add_argument("config", nargs="?", help="YAML config (not needed with --resume)")
+    train.add_argument("config", nargs="?",
+                       help="YAML config file, or a ready config's name: "
+                            "classify, detect, segment, ... (not needed with --resume)")
     train.add_argument("--out", required=True, help="run folder (weights/, metrics.csv, ...)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -177,9 +196,27 @@ def main(argv: list[str] | None = None) -> int:
     except (VisionTasksError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        missing = _train_extra_missing(err)
+        if missing is None:
+            raise
+        verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None)) if v)
+        print(f"error: vision-tasks {verb} needs the training extra ({missing} is not installed): "
+              "pip install 'vision-tasks[train]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def _train_extra_missing(err: ModuleNotFoundError) -> str | None:
+    """The ``train`` extra's distribution to name for ``err``: torch when it is absent (the
+    extra is not installed at all), else the one whose module was not found; None when the
+    missing module is not the extra's (a real fault: its traceback is shown)."""
+    top = (err.name or "").partition(".")[0]
+    if top not in TRAIN_EXTRA:
+        return None
+    return "torch" if importlib.util.find_spec("torch") is None else TRAIN_EXTRA[top]
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vision_tasks import configs
 from vision_tasks.config import load_config
 from vision_tasks.engine.evaluate import format_metrics
 from vision_tasks.engine.trainer import Trainer
 from vision_tasks.engine.validate import validate_model
-from vision_tasks.errors import ConfigError, VisionTasksError
+from vision_tasks.errors import VisionTasksError
 from vision_tasks.task_api import get_task
 
 # Synthetic set sizes of the demo (images per split); the image side is the task's synth_size.
@@ -26,13 +26,8 @@ DEMO_DATA = {"n_train": 1500, "n_val": 300}
 
 
 def find_config(task: str) -> Path:
-    """The ready config ``configs/<task>.yaml`` of a source checkout or an installed package."""
-    candidates = [Path(__file__).resolve().parents[1] / "configs" / f"{task}.yaml",
-                  Path(sys.prefix) / "share" / "vision-tasks" / "configs" / f"{task}.yaml"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"no ready config for task '{task}' (looked in {', '.join(map(str, candidates))})")
+    """The task's ready config ``<task>.yaml``, shipped in the package (``vision_tasks.configs``)."""
+    return configs.path(task)
 
 
 def run_demo(args: argparse.Namespace, run_verb: Callable[[list[str]], int]) -> int:

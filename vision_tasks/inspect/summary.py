@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from vision_tasks.config import Config, load_config
+from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import ConfigError, VisionTasksError
 from vision_tasks.inspect.layer_table import Depth, LayerRow, ModelSummary, summarize_model
 
@@ -110,7 +111,8 @@ def summarize_source(source: str | Path, overrides: list[str] | None = None,
     and counts), or on the CPU when one of its operations has no meta implementation.
     """
     _check_options(classes, input_size)
-    path = Path(source)
+    # a ready config's name (``lenet5``) or a .yaml is a config; any other file a checkpoint
+    path = resolve_config(source) if Path(source).suffix.lower() in ("", *CONFIG_SUFFIXES) else Path(source)
     overrides = list(overrides or [])
     if path.suffix.lower() in CONFIG_SUFFIXES:
         if input_size is not None and input_size[0] == input_size[1]:
