@@ -34,6 +34,7 @@ import torch
 
 from vision_tasks.config import Config
 from vision_tasks.errors import VisionTasksError
+from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import letterbox
 from vision_tasks.task_api import Task
 
@@ -168,8 +169,8 @@ def _away_from_edges(boxes: np.ndarray, shape: tuple[int, int], side: int, margi
     from every edge of its detection's box (``boxes`` ``[D, 4]`` input pixels; the mask
     grid spans the square ``side`` x ``side`` input)."""
     hm, wm = shape
-    xs = (np.arange(wm) + 0.5) * (side / wm)
-    ys = (np.arange(hm) + 0.5) * (side / hm)
+    xs = cell_centres(np.arange(wm), side / wm)
+    ys = cell_centres(np.arange(hm), side / hm)
     near_x = (np.abs(xs[None] - boxes[:, 0:1]) <= margin) | (np.abs(xs[None] - boxes[:, 2:3]) <= margin)
     near_y = (np.abs(ys[None] - boxes[:, 1:2]) <= margin) | (np.abs(ys[None] - boxes[:, 3:4]) <= margin)
     return ~(near_y[:, :, None] | near_x[:, None, :])

@@ -238,6 +238,29 @@ class Letterbox:
         """
         return (_as_boxes(boxes) * self.scale + self._offset()).astype(np.float32)
 
+    def resized_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the resized image inside the input, before the padding."""
+        _, new_w, new_h = _fit(self.height, self.width, *self.size)
+        return new_h, new_w
+
+    def paste(self, array: np.ndarray, pad_value: int = PAD_VALUE) -> np.ndarray:
+        """Map an array over the original image into the input frame, as :func:`letterbox`
+        maps the image: bilinear resize (``cv2.INTER_LINEAR``) to :meth:`resized_size`, then
+        the border filled with ``pad_value``.
+
+        Args:
+            array: ``[height, width]`` or ``[height, width, C]`` (e.g. an object's uint8 mask),
+                of a dtype OpenCV resizes (uint8, float32...).
+            pad_value: value of the border.
+
+        Returns:
+            A new array ``[size[0], size[1]]`` (``[..., C]``) of ``array``'s dtype.
+        """
+        if array.shape[:2] != (self.height, self.width):
+            raise ValueError(f"paste expects an array of the original image's size "
+                             f"{self.height}x{self.width}, got shape {array.shape}")
+        return _paste(array, self, *self.resized_size(), pad_value, owned=False)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields (``size`` as a ``[height, width]`` list)."""
         return {**asdict(self), "size": list(self.size)}
@@ -303,18 +326,26 @@ def _place(image: np.ndarray, h: int, w: int, in_h: int, in_w: int, pad_value: i
     smaller decode of it, resized to the size the full image would get. ``owned``: ``image``
     is a fresh array that may be returned as it is when it needs neither resize nor border."""
     scale, new_w, new_h = _fit(h, w, in_h, in_w)
-    pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
-    geometry = Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, width=w, height=h,
-                         size=(in_h, in_w))
+    geometry = Letterbox(scale=scale, pad_x=(in_w - new_w) // 2, pad_y=(in_h - new_h) // 2,
+                         width=w, height=h, size=(in_h, in_w))
+    return _paste(image, geometry, new_h, new_w, pad_value, owned), geometry
+
+
+def _paste(image: np.ndarray, geometry: Letterbox, new_h: int, new_w: int, pad_value: int,
+           owned: bool) -> np.ndarray:
+    """``image`` resized to ``new_h x new_w`` and placed on ``geometry``'s padded canvas.
+    ``owned``: ``image`` is a fresh array that may be returned as it is when it needs
+    neither resize nor border."""
+    in_h, in_w = geometry.size
     if image.shape[:2] != (new_h, new_w):
         image = cv2.resize(np.ascontiguousarray(image), (new_w, new_h),
                            interpolation=cv2.INTER_LINEAR)
         owned = True
     if (new_h, new_w) == (in_h, in_w) and owned and image.flags.c_contiguous:
-        return image, geometry  # no border: the resized (or freshly decoded) image is the input
-    out = np.full((in_h, in_w, 3), pad_value, dtype=np.uint8)
-    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = image
-    return out, geometry
+        return image  # no border: the resized (or freshly decoded) image is the input
+    out = np.full((in_h, in_w, *image.shape[2:]), pad_value, dtype=image.dtype)
+    out[geometry.pad_y:geometry.pad_y + new_h, geometry.pad_x:geometry.pad_x + new_w] = image
+    return out
 
 
 REDUCE_MARGIN = 4

@@ -5,7 +5,7 @@ the letterboxed model input at ``Hm = H / 4``, each already cropped to its box) 
 users and COCOeval see: bool masks over the original image and COCO run-length encodings.
 Training-time evaluation and the ONNX runtime both call it, so their masks are the same.
 
-Imports numpy, OpenCV and :mod:`vision_tasks.imaging` only; ``pycocotools`` is imported lazily
+Imports numpy, OpenCV, :mod:`vision_tasks.grid` and :mod:`vision_tasks.imaging` only; ``pycocotools`` is imported lazily
 when an RLE is compressed (never torch), so the torch-free runtime can embed this module.
 
 Conventions (those of :mod:`vision_tasks.imaging`):
@@ -37,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import Letterbox
 
 __all__ = ["MaskCrop", "compress_rle", "decode_rle", "encode_rle", "mask_to_original",
@@ -128,8 +129,9 @@ def resample_mask(mask: np.ndarray, lb: Letterbox, threshold: float = 0.5,
         return MaskCrop(np.zeros((0, 0), bool), 0, 0, lb.height, lb.width)
     # Inverse map, crop pixel (i, j) -> mask index coordinates (u, v); see the docstring.
     ax, ay = lb.scale * sx, lb.scale * sy
-    matrix = np.array([[ax, 0.0, ((x0 + 0.5) * lb.scale + lb.pad_x) * sx - 0.5],
-                       [0.0, ay, ((y0 + 0.5) * lb.scale + lb.pad_y) * sy - 0.5]])
+    # An original pixel is a cell of lb.scale input pixels; a mask index is a cell centre - 0.5.
+    matrix = np.array([[ax, 0.0, (cell_centres(x0, lb.scale) + lb.pad_x) * sx - 0.5],
+                       [0.0, ay, (cell_centres(y0, lb.scale) + lb.pad_y) * sy - 0.5]])
     values = cv2.warpAffine(np.ascontiguousarray(probs), matrix, (x1 - x0, y1 - y0),
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                             borderMode=cv2.BORDER_REPLICATE)

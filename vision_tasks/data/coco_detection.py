@@ -17,20 +17,21 @@ in original coordinates.
 from __future__ import annotations
 
 import warnings
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from vision_tasks.data.bad_images import WarnOnce, decoded_from
 from vision_tasks.data.coco import CocoImage, read_coco
 from vision_tasks.data.single_object import coco_split
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import ImageError, letterbox, load_image
+from vision_tasks.imaging import Letterbox, letterbox
 
 # pycocotools 2.0.x decodes through numpy's __array__ protocol without NumPy 2's ``copy``
 # keyword and warns about it on every call; the result is right, the warning is noise.
@@ -96,7 +97,7 @@ class DetectionDataset(Dataset):
                             "point the config at another file")
         self.objects = sum(1 for im in self.images for a in im.annotations if not a.iscrowd)
         self.crowd = sum(1 for im in self.images for a in im.annotations if a.iscrowd)
-        self._warned: set[Path] = set()
+        self._warn_once = WarnOnce()
 
     def summary(self) -> str:
         return (f"{len(self.images)} images, {self.objects} objects, {self.crowd} crowd regions, "
@@ -108,13 +109,8 @@ class DetectionDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Letterboxed ``uint8 [S, S, 3]`` image of item ``index`` (the next decodable one when
         its file is bad) and its un-augmented target (boxes as numpy arrays)."""
-        for attempt in range(len(self.images)):
-            record = self.images[(index + attempt) % len(self.images)]
-            try:
-                image = load_image(record.path)
-            except ImageError as err:
-                self._warn_once(record.path, f"skipping bad image: {err}")
-                continue
+        for record, image in decoded_from(self.images, index, attrgetter("path"),
+                                          self._warn_once):
             return self._prepare(record, image)
         raise DataError(f"{self.key}: no image of {self.annotation_file} could be decoded")
 
@@ -147,13 +143,13 @@ class DetectionDataset(Dataset):
                                                                        height)
         return boxed, target
 
-    def _object_masks(self, record: CocoImage, objects: list, lb: Any, width: int,
+    def _object_masks(self, record: CocoImage, objects: list, lb: Letterbox, width: int,
                       height: int) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 ``[M, S, S]`` (0/255) letterboxed masks of ``objects`` and their validity."""
+        """uint8 ``[M, S, S]`` letterboxed masks of ``objects`` (0/255, soft at edges the resize
+        blends) and their validity."""
         size = self.image_size
         masks = np.zeros((len(objects), size, size), np.uint8)
         valid = np.zeros(len(objects), bool)
-        new_w, new_h = (min(size, max(1, round(v * lb.scale))) for v in (width, height))
         for i, a in enumerate(objects):
             if not _has_segmentation(a.segmentation):
                 continue
@@ -169,14 +165,11 @@ class DetectionDataset(Dataset):
                                 f"{record.file_name} is {full.shape[1]}x{full.shape[0]}, the "
                                 f"image {width}x{height}; that object takes no mask loss")
                 continue
-            small = full.astype(np.uint8) * 255
-            if (new_w, new_h) != (width, height):
-                small = cv2.resize(small, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-            masks[i, lb.pad_y:lb.pad_y + new_h, lb.pad_x:lb.pad_x + new_w] = small
+            masks[i] = lb.paste(full.astype(np.uint8) * 255, pad_value=0)
             valid[i] = True
         return masks, valid
 
-    def _to_input(self, lb: Any, boxes: list, width: int, height: int) -> np.ndarray:
+    def _to_input(self, lb: Letterbox, boxes: list, width: int, height: int) -> np.ndarray:
         b = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, [width, height, width, height])
         return np.clip(lb.boxes_to_input(b), 0.0, float(self.image_size)).astype(np.float32)
 
@@ -215,11 +208,6 @@ class DetectionDataset(Dataset):
             target["masks"] = masks[src[is_obj]]
             target["mask_valid"] = target["mask_valid"][src[is_obj]]
         return out["image"]
-
-    def _warn_once(self, path: Path, message: str) -> None:
-        if path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(message, stacklevel=2)
 
 
 def _has_segmentation(segmentation: Any) -> bool:

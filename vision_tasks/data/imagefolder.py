@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
+from operator import itemgetter
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from vision_tasks.data.bad_images import WarnOnce, decoded_from
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import IMAGE_SUFFIXES, ImageError, letterbox, load_image
+from vision_tasks.imaging import IMAGE_SUFFIXES, letterbox
 
 
 def scan_imagefolder(root: Path, key: str) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -55,24 +56,17 @@ class ImageFolderDataset(Dataset):
         self.image_size = image_size
         self.augment = augment
         self.seed = seed
-        self.bad: set[Path] = set()
+        self.bad = WarnOnce()
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        for attempt in range(len(self.items)):
-            path, label = self.items[(index + attempt) % len(self.items)]
-            try:
-                image = load_image(path)
-                break
-            except ImageError as err:
-                if path not in self.bad:
-                    self.bad.add(path)
-                    warnings.warn(f"skipping bad image: {err}", stacklevel=1)
-        else:
+        found = next(decoded_from(self.items, index, itemgetter(0), self.bad), None)
+        if found is None:
             raise DataError(f"{self.root}: no image could be decoded")
+        (_, label), image = found
         image, _ = letterbox(image, self.image_size)
         if self.augment is not None:
             self.augment.set_random_seed(sample_seed(self.seed, epoch, index))

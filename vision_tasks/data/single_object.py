@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vision_tasks.data.bad_images import WarnOnce, decoded_from
 from vision_tasks.data.coco import CocoAnnotation, CocoImage, CocoIndex, read_coco
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import ImageError, letterbox, load_image
+from vision_tasks.imaging import letterbox
 
 MultiObjectPolicy = Literal["skip", "largest"]
 AUGMENT_TRIES = 3  # augmentations tried before an item falls back to its un-augmented form
@@ -107,7 +108,7 @@ class SingleObjectDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.augment_fallbacks = 0  # counted in this process (a loader worker has its own)
-        self._warned: set[Path] = set()
+        self._warn_once = WarnOnce()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -115,13 +116,8 @@ class SingleObjectDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
         """Letterboxed ``uint8 [S, S, 3]`` image, class index and ``float32 [4]`` input-pixel
         box of item ``index`` (the next decodable item when its file is bad), no augmentation."""
-        for attempt in range(len(self.items)):
-            image_rec, label, box = self.items[(index + attempt) % len(self.items)]
-            try:
-                image = load_image(image_rec.path)
-            except ImageError as err:
-                self._warn_once(image_rec.path, f"skipping bad image: {err}")
-                continue
+        for (image_rec, label, box), image in decoded_from(self.items, index, _image_path,
+                                                           self._warn_once):
             height, width = image.shape[:2]
             declared = (image_rec.width, image_rec.height)
             if None not in declared and declared != (width, height):
@@ -154,10 +150,9 @@ class SingleObjectDataset(Dataset):
         self.augment_fallbacks += 1
         return image, box
 
-    def _warn_once(self, path: Path, message: str) -> None:
-        if path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(message, stacklevel=2)
+
+def _image_path(item: tuple[CocoImage, int, np.ndarray]) -> Path:
+    return item[0].path
 
 
 def collate_single_object(batch: list[tuple[torch.Tensor, dict[str, Any]]]

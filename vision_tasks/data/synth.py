@@ -12,14 +12,14 @@ Conventions: images are uint8 RGB ``[H, W, 3]``; masks are bool ``[H, W]``; boxe
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from vision_tasks.fileio import atomic_write_text
 
 SHAPE_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 SPLITS: tuple[str, ...] = ("train", "val")  # index = split_id
@@ -236,17 +236,6 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write image {path}")
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_imagefolder(
     out: str | Path, n_train: int, n_val: int, size: int, seed: int, overwrite: bool = False
 ) -> dict:
@@ -345,14 +334,14 @@ def write_coco(
         info = dict(generator="vision_tasks.data.synth", seed=seed, split=split, size=size)
         info.update(description="vision-tasks synthetic shapes", occlusion=occlusion)
         info.update(min_objects=min_objects, max_objects=max_objects)
-        _write_json_atomic(
+        atomic_write_text(
             out / split / "annotations.json",
-            {
+            json.dumps({
                 "info": info,
                 "images": images,
                 "categories": categories,
                 "annotations": annotations,
-            },
+            }),
         )
         summary["splits"][split] = {
             "images": n,
