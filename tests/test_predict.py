@@ -85,7 +85,7 @@ def test_an_out_folder_with_results_needs_resume_or_overwrite(model_path, mixed_
     out = tmp_path / "out"
     assert _predict(model_path, mixed_folder, out) == 0
     assert _predict(model_path, mixed_folder, out) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert "predictions.jsonl already exists; pass --resume" in capsys.readouterr().err
     assert _predict(model_path, mixed_folder, out, "--overwrite") == 0
     assert len(_lines(out / "predictions.jsonl")) == 2
 

@@ -17,6 +17,8 @@ from vision_tasks.export.onnx_export import export_checkpoint
 from vision_tasks.export.runtime import ModelFileError, ModelMetadata, Predictor
 from vision_tasks.export.runtime.providers import cuda_device_count
 
+from vision_tasks.errors import DeviceError
+
 
 @pytest.fixture(scope="module")
 def model_path(tiny_classify_run, tmp_path_factory) -> Path:
@@ -172,7 +174,7 @@ def test_without_a_gpu_auto_runs_on_the_cpu_and_cuda_is_a_clear_error(model_path
     auto = Predictor(model_path, device="auto")
     assert auto.provider == "CPUExecutionProvider"
     assert auto.provider_note
-    with pytest.raises(ModelFileError, match="device 'cuda' asked for, but"):
+    with pytest.raises(DeviceError, match="device 'cuda' asked for, but.*use --device cpu or auto"):
         Predictor(model_path, device="cuda")
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from vision_tasks.errors import OutputExistsError
+
 from .coco import COCO_TASKS, write_coco_results
-from .contract import ModelFileError
 from .draw import save_drawing
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
@@ -81,8 +82,8 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> set[str]:
     if resume:
         return read_done(files[0]) | read_done(files[1])
     if existing and not overwrite:
-        raise ModelFileError(f"{existing[0]} already exists; pass --resume to skip the images "
-                             "done there, or --overwrite to start again")
+        raise OutputExistsError(f"{existing[0]} already exists; pass --resume to skip the images "
+                                "done there, or --overwrite to start again")
     for f in files:
         f.unlink(missing_ok=True)
     return set()
@@ -127,7 +128,7 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
     """Predict every source into ``out`` (see the module docstring for the files written).
 
     Raises:
-        ModelFileError: ``out`` already holds results and neither ``resume`` nor
+        OutputExistsError: ``out`` already holds results and neither ``resume`` nor
             ``overwrite`` says what to do with them.
     """
     from tqdm import tqdm

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from vision_tasks.errors import DeviceError
+
 from .contract import ModelFileError
 
 CPU = "CPUExecutionProvider"
@@ -143,7 +145,7 @@ def create_session(model: str | bytes, device: str = "auto", threads: int | None
     ``(H, W, 3)``, used for TensorRT's optimisation profile of batches ``1..max_batch``.
     """
     if device not in DEVICES and not device.startswith("cuda:"):
-        raise ModelFileError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+        raise DeviceError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
     name = model if isinstance(model, str) else "<bytes>"
     options = session_options(threads)
     note = "cpu asked for"
@@ -159,8 +161,8 @@ def create_session(model: str | bytes, device: str = "auto", threads: int | None
         if candidates:
             note = f"{' and '.join(candidates)} could not start (libraries or GPU unusable)"
         if device.startswith("cuda"):
-            raise ModelFileError(f"{name}: device '{device}' asked for, but {note}; "
-                                 "use --device cpu or auto")
+            raise DeviceError(f"{name}: device '{device}' asked for, but {note}; "
+                              "use --device cpu or auto")
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
