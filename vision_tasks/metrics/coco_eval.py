@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vision_tasks.coco_results import category_id, coco_result
 from vision_tasks.imaging import Letterbox
 from vision_tasks.masks import masks_to_rles
 from vision_tasks.plotting import pyplot, save_figure
@@ -42,7 +43,8 @@ def detections_to_coco(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray
     """One image's detections -> COCO result dicts (``bbox`` [x, y, w, h] original pixels).
 
     ``boxes`` float ``[D, 4]`` (x1, y1, x2, y2) input pixels, ``scores`` ``[D]``, ``labels``
-    int ``[D]`` class indices; a class without an original id (None) is left out. With
+    int ``[D]`` class indices; a class without an original id (None) and an empty box are
+    left out (one entry each: :func:`vision_tasks.coco_results.coco_result`). With
     ``masks`` float ``[D, Hm, Wm]`` (probabilities in the input frame) each result also has
     a ``segmentation``: compressed RLE over the original image.
     """
@@ -50,16 +52,13 @@ def detections_to_coco(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray
     rles = (masks_to_rles(masks, original, letterbox, mask_threshold)
             if masks is not None else [None] * len(original))
     results = []
-    for (x1, y1, x2, y2), score, label, rle in zip(original.tolist(), scores.tolist(),
-                                                   labels.tolist(), rles, strict=True):
-        category = category_ids[int(label)]
+    for box, score, label, rle in zip(original.tolist(), scores.tolist(), labels.tolist(), rles,
+                                      strict=True):
+        category = category_id(label, category_ids)
+        x1, y1, x2, y2 = box
         if category is None or x2 <= x1 or y2 <= y1:
             continue
-        entry = {"image_id": int(image_id), "category_id": int(category),
-                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
-        if rle is not None:
-            entry["segmentation"] = rle
-        results.append(entry)
+        results.append(coco_result(int(image_id), box, score, category, rle))
     return results
 
 
