@@ -20,13 +20,13 @@ images/s of each and its ratio to model only. Figures: benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 
 import numpy as np
-from vision_tasks.export.benchmark import _Case, measure_interleaved, repeat_to
+import pipeline_inputs
+from vision_tasks.export.benchmark import _Case, measure_interleaved
 from vision_tasks.export.runtime import Predictor
 from vision_tasks.export.runtime.pipeline import (
     Prepared,
@@ -34,7 +34,6 @@ from vision_tasks.export.runtime.pipeline import (
     default_workers,
     make_preparer,
 )
-from vision_tasks.export.runtime.sources import resolve_sources
 
 from vision_tasks import imaging
 
@@ -55,19 +54,12 @@ def pillow_preparer(predictor: Predictor) -> Callable[[str], Prepared]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("images", help="image folder / glob / list")
-    parser.add_argument("--count", type=int, default=512, help="files per pipeline pass")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = pipeline_inputs.parser(__doc__.splitlines()[0], count=512)
     parser.add_argument("--reduced", action="store_true", help="also time --reduced-decode")
     args = parser.parse_args(argv)
 
-    predictor = Predictor(args.model, device="cpu", batch_size=args.batch_size)
+    predictor, files = pipeline_inputs.predictor_and_files(args)
     reduced = Predictor(args.model, device="cpu", batch_size=args.batch_size, reduced_decode=True)
-    files = resolve_sources(args.images)
-    files = repeat_to(files, args.count)
     workers = default_workers()
     h, w = predictor.input_size
     batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, h, w, 3), dtype=np.uint8)
