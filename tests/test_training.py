@@ -90,8 +90,14 @@ def test_cli_train_then_val_writes_metrics_json(tiny_classify_data, tmp_path: Pa
     assert main(args) == 0
     assert main(["val", str(tmp_path / "run" / "weights" / "best.pt"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "run" / "val" / "metrics.json").read_text())
-    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
-    assert len(metrics["confusion_matrix"]) == 5 and sum(map(sum, metrics["confusion_matrix"])) == 20
+    confusion = metrics["confusion_matrix"]
+    assert len(confusion) == 5 and sum(map(sum, confusion)) == 20  # every val image, once
+    # Three routes to one number: the matrix's diagonal, `val`, and the epoch's row in metrics.csv.
+    assert metrics["top1"] == pytest.approx(sum(confusion[i][i] for i in range(5)) / 20)
+    row = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    epoch = dict(zip(row[0].split(","), row[1].split(","), strict=True))
+    assert float(epoch["val_top1"]) == pytest.approx(metrics["top1"], abs=1e-6)
+    assert float(epoch["val_top5"]) == pytest.approx(metrics["top5"], abs=1e-6)
     assert "top1" in capsys.readouterr().out
 
 
