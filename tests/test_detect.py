@@ -311,7 +311,6 @@ def test_coco128_trains_briefly_and_its_predictions_go_through_cocoeval(tmp_path
                              "model.head.max_detections=20", "train.batch_size=16"],
                       base={"task": "detect"})
     result = Trainer(cfg, tmp_path / "run", progress=False, log=lambda _: None).fit()
-    assert 0.0 <= result.metrics["box_map"] <= 1.0
     model, cfg, task, names = model_from_checkpoint(result.best)
     loader = make_loader(task, build_detection(cfg, "val", False, names, log=lambda _: None), 16, 0)
     metrics, evaluator = evaluate(model, task, loader, names, torch.device("cpu"), progress=False)
