@@ -245,6 +245,10 @@ def test_val_on_a_missing_gpu_is_one_line_naming_device(tiny_classify_run, capsy
     assert main(["val", str(tiny_classify_run.best), "--device", "cuda", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --device: 'cuda' asked for, but no CUDA GPU is visible; use cpu or auto"]
+    assert main(["val", str(tiny_classify_run.best), "--set", "train.device=cuda", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("best.pt: train.device: 'cuda' asked for, but no CUDA GPU "
+                                             "is visible; pass --device cpu or auto")
 
 
 def test_runtime_unknown_device_is_a_device_error() -> None:

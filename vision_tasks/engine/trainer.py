@@ -54,9 +54,9 @@ class TrainResult:
     seconds: float
 
 
-def select_device(name: str, key: str = "train.device") -> torch.device:
+def select_device(name: str, key: str = "train.device", fix: str = "use cpu or auto") -> torch.device:
     """``auto`` (a CUDA GPU when visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``;
-    a :class:`DeviceError` naming ``key`` for anything this machine cannot run."""
+    a :class:`DeviceError` naming ``key`` (and ``fix``) for anything this machine cannot run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -64,7 +64,7 @@ def select_device(name: str, key: str = "train.device") -> torch.device:
     except (RuntimeError, ValueError):
         raise DeviceError(f"{key}: unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"{key}: '{name}' asked for, but no CUDA GPU is visible; use cpu or auto")
+        raise DeviceError(f"{key}: '{name}' asked for, but no CUDA GPU is visible; {fix}")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise DeviceError(f"{key}: '{name}' asked for, but this machine has "
                           f"{torch.cuda.device_count()} CUDA GPU(s); use cuda:0 .. "

@@ -30,7 +30,7 @@ def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | 
     elif suffix in (".pt", ".pth"):
         model, cfg, task, names = model_from_checkpoint(path, overrides)
         dev = (select_device(device, "--device") if device
-               else select_device(cfg.train.device, f"{path}: train.device"))
+               else select_device(cfg.train.device, f"{path}: train.device", "pass --device cpu or auto"))
         dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
         loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
         metrics, evaluator = evaluate(model.to(dev), task, loader, names, dev, progress)
