@@ -21,17 +21,14 @@ overlap and no threading cost. Figures: benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
-from vision_tasks.export.benchmark import repeat_to
-from vision_tasks.export.runtime import Predictor
+import pipeline_inputs
 from vision_tasks.export.runtime.results import json_line
-from vision_tasks.export.runtime.sources import resolve_sources
 
 from vision_tasks.imaging import _read_file
 
@@ -48,16 +45,8 @@ def cpu_per_item(work: Callable[[], object], items: int, rounds: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("images", help="image folder / glob / list")
-    parser.add_argument("--count", type=int, default=256, help="files per round")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
-
-    predictor = Predictor(args.model, device="cpu", batch_size=args.batch_size)
-    files = repeat_to(resolve_sources(args.images), args.count)
+    args = pipeline_inputs.parser(__doc__.splitlines()[0], count=256).parse_args(argv)
+    predictor, files = pipeline_inputs.predictor_and_files(args)
     loaded = [predictor.load(f) for f in files]
     batches = [np.stack([image for image, _, _ in loaded[i:i + args.batch_size]])
                for i in range(0, len(loaded), args.batch_size)]

@@ -17,8 +17,9 @@ so on a shared machine a change of load hits all of them alike:
 Ratios: onnxruntime / pytorch compares like with like (one call on all threads); pipeline
 / model only divides by the faster of the two model-only ways, so a pipeline cannot look
 good against a slow model-only figure (``pipeline_over_one_call`` also gives it against one
-call on all threads, the model-only figure of a one-lane pipeline). Goals (the issue's):
-onnxruntime >= 1.3x PyTorch eager on CPU; pipeline >= 85 % of model-only throughput.
+call on all threads, the model-only figure of a one-lane pipeline). The output is the
+measurements and their ratios; what they are held to, and past figures, are in
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ from .runtime.pipeline import default_workers, predict_stream
 from .runtime.results import json_line
 from .runtime.sources import SourceError, resolve_sources
 
-ONNX_VS_TORCH_GOAL = 1.3
-PIPELINE_GOAL = 0.85
 MODEL_ONLY = ("onnxruntime", "onnxruntime_lanes")
 LANE_CALLS = 8  # batches each lane runs between two meetings (see _lanes_runner)
 
@@ -83,9 +82,7 @@ class BenchmarkReport:
         return {**asdict(self), "model_only": self.model_only, "ratios": {
             "onnxruntime_over_pytorch": self.ratio("onnxruntime", "pytorch"),
             "pipeline_over_model_only": self.ratio("pipeline", self.model_only),
-            "pipeline_over_one_call": self.ratio("pipeline", "onnxruntime")},
-            "goals": {"onnxruntime_over_pytorch": ONNX_VS_TORCH_GOAL,
-                      "pipeline_over_model_only": PIPELINE_GOAL}}
+            "pipeline_over_one_call": self.ratio("pipeline", "onnxruntime")}}
 
     def table(self) -> str:
         h, w = self.input_size
@@ -102,12 +99,10 @@ class BenchmarkReport:
                 lines.append(f"  {label:34s}{m.images_per_s:10.1f}{m.ms_per_batch:10.2f}")
         onnx_torch = self.ratio("onnxruntime", "pytorch")
         if onnx_torch is not None:
-            lines.append(f"  {'onnxruntime / pytorch':34s}{onnx_torch:9.2f}x  "
-                         f"(goal >= {ONNX_VS_TORCH_GOAL}x: {'met' if onnx_torch >= ONNX_VS_TORCH_GOAL else 'MISSED'})")
+            lines.append(f"  {'onnxruntime / pytorch':34s}{onnx_torch:9.2f}x")
         pipe = self.ratio("pipeline", self.model_only)
         if pipe is not None:
-            lines.append(f"  {'pipeline / best model only':34s}{100 * pipe:9.1f} %  "
-                         f"(goal >= {100 * PIPELINE_GOAL:.0f} %: {'met' if pipe >= PIPELINE_GOAL else 'MISSED'})")
+            lines.append(f"  {'pipeline / best model only':34s}{100 * pipe:9.1f} %")
         if self.model_only != "onnxruntime" and pipe is not None:
             one_call = self.ratio("pipeline", "onnxruntime")
             lines.append(f"  {'pipeline / one-call model only':34s}{100 * one_call:9.1f} %  "

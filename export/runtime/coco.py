@@ -17,13 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vision_tasks.coco_results import category_id, coco_result
 from vision_tasks.fileio import atomic_write_text
-from vision_tasks.masks import compress_rle
 
 from .contract import ModelMetadata
-
-COCO_TASKS = frozenset({"detect", "segment"})
-"""Tasks whose predict run also writes ``coco_results.json``."""
 
 
 def image_id(source: str) -> int | str:
@@ -33,17 +30,11 @@ def image_id(source: str) -> int | str:
 
 def coco_entries(line: dict[str, Any], meta: ModelMetadata) -> list[dict[str, Any]]:
     """COCO result entries of one ``predictions.jsonl`` line."""
-    entries = []
-    for det in line.get("detections", []):
-        x1, y1, x2, y2 = det["box"]
-        label = det["label"]
-        entry = {"image_id": image_id(line["source"]),
-                 "category_id": meta.category_ids[label] if meta.category_ids else label,
-                 "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": det["score"]}
-        if "mask" in det:  # lines of older runs (after --resume) may hold list counts
-            entry["segmentation"] = compress_rle(det["mask"])
-        entries.append(entry)
-    return entries
+    # boxes as precise as the line's (2 decimals); masks of older runs (after --resume) may
+    # hold list counts, written compressed like the others
+    return [coco_result(image_id(line["source"]), det["box"], det["score"],
+                        category_id(det["label"], meta.category_ids), det.get("mask"), decimals=2)
+            for det in line.get("detections", [])]
 
 
 def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) -> int:

@@ -16,17 +16,37 @@ onnxruntime's threads (``cv2.setNumThreads(1)`` measured no different).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import Protocol
 
 import numpy as np
 
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox
 
-from .predictor import Predictor, source_name
+from .decode import Outputs
+from .providers import cpu_threads
 from .results import Prediction
+from .sources import source_name
+
+
+class StreamModel(Protocol):
+    """What the pipeline needs of a model: :class:`~vision_tasks.export.runtime.Predictor`
+    is one (it runs its own large batches through this module, so the dependency goes
+    predictor -> pipeline only)."""
+
+    batch_size: int
+    lanes: int
+
+    def load(self, source: ImageSource, keep_original: bool = False
+             ) -> tuple[np.ndarray, Letterbox, np.ndarray | None]: ...
+
+    def run_lane(self, images: np.ndarray) -> Outputs: ...
+
+    def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
+               sources: Sequence[str]) -> list[Prediction]: ...
 
 
 @dataclass
@@ -60,12 +80,10 @@ class Outcome:
 
 def default_workers() -> int:
     """Decoding threads: enough to keep one model busy without starving it of cores."""
-    from .providers import cpu_threads
-
     return max(2, min(8, cpu_threads()))
 
 
-def make_preparer(predictor: Predictor, keep_original: bool = False
+def make_preparer(predictor: StreamModel, keep_original: bool = False
                   ) -> Callable[[ImageSource], Prepared]:
     """The per-file job run in worker threads: read, decode, letterbox with
     :meth:`Predictor.load` (the same model input, drawings or not)."""
@@ -130,7 +148,7 @@ def batch_stream(sources: Iterable[ImageSource], prepare: Callable[[ImageSource]
             yield done
 
 
-def predict_stream(predictor: Predictor, sources: Iterable[ImageSource],
+def predict_stream(predictor: StreamModel, sources: Iterable[ImageSource],
                    batch_size: int | None = None, workers: int | None = None,
                    keep_original: bool = False) -> Iterator[Outcome]:
     """Outcomes for ``sources`` in input order, batch by batch (within a batch, the files

@@ -32,24 +32,15 @@ from .contract import (
     ModelMetadata,
 )
 from .decode import DECODERS, Outputs, decode_batch
+from .pipeline import predict_stream
 from .providers import CPU, create_session, load_for_inspection
 from .results import Prediction
+from .sources import source_name
 
 DEFAULT_BATCH_SIZE = 32
 MAX_DEFAULT_LANES = 2
 """A stream runs at most this many batches at once unless asked for more (see
 ``Predictor(lanes=...)``); each lane's batch activations are in memory at the same time."""
-
-
-def source_name(source: ImageSource) -> str:
-    """How a source is named in results and errors: the path, or ``<array>`` etc."""
-    if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
-    if isinstance(source, np.ndarray):
-        return "<array>"
-    if isinstance(source, Image.Image):
-        return getattr(source, "filename", "") or "<PIL image>"
-    return "<bytes>"
 
 
 def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
@@ -242,8 +233,6 @@ class Predictor:
             sources = [sources]
         sources = list(sources)
         if len(sources) > self.batch_size:
-            from .pipeline import predict_stream  # it imports this module
-
             results: list[Prediction] = []
             for outcome in predict_stream(self, sources):
                 if outcome.prediction is None:

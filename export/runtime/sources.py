@@ -1,4 +1,5 @@
-"""What ``vision-tasks predict SOURCE`` means: one image, a folder, a glob or a list file."""
+"""What ``vision-tasks predict SOURCE`` means (one image, a folder, a glob or a list file),
+and how each source is named in results and errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import glob
 import os
 from pathlib import Path
 
-from vision_tasks.imaging import IMAGE_SUFFIXES
+import numpy as np
+from PIL import Image
+
+from vision_tasks.imaging import IMAGE_SUFFIXES, ImageSource
 
 from .contract import ModelFileError
 
@@ -15,6 +19,17 @@ from .contract import ModelFileError
 
 class SourceError(ModelFileError):
     """SOURCE names nothing to predict on."""
+
+
+def source_name(source: ImageSource) -> str:
+    """How a source is named in results and errors: the path, or ``<array>`` etc."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL image>"
+    return "<bytes>"
 
 
 def _has_image_suffix(path: str) -> bool:
