@@ -255,7 +255,7 @@ def empty_image_detections(checkpoint: Path, size: int, threshold: float = 0.25,
     model, _, task, _ = model_from_checkpoint(checkpoint, [f"model.head.score_threshold={threshold}"])
     images = np.stack([render_scene(np.random.default_rng([7, i]), size, 0)[0] for i in range(count)])
     with torch.no_grad():
-        out = task.postprocess(model(torch.from_numpy(images).permute(0, 3, 1, 2).float()))
+        out = model.postprocess(model(torch.from_numpy(images).permute(0, 3, 1, 2).float()))
     return int((out["num_detections"] > 0).sum())
 
 

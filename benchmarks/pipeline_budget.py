@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pipeline_inputs
-from vision_tasks.export.runtime.results import json_line
 
 from vision_tasks.imaging import _read_file
+from vision_tasks.results import json_line
 
 
 def cpu_per_item(work: Callable[[], object], items: int, rounds: int) -> float:

@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from vision_tasks.results import json_line
+
 from .runtime import Predictor
 from .runtime.pipeline import default_workers, predict_stream
-from .runtime.results import json_line
 from .runtime.sources import SourceError, resolve_sources
 
 MODEL_ONLY = ("onnxruntime", "onnxruntime_lanes")
@@ -261,7 +262,7 @@ def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
     from .runtime.providers import CPU
 
     model, cfg, task, _ = model_from_checkpoint(checkpoint)
-    wrapper = ExportWrapper(model, task, output_names(model, task, cfg.data.image_size)).eval()
+    wrapper = ExportWrapper(model, output_names(model, task.spec, cfg.data.image_size)).eval()
     device = torch.device("cpu" if provider == CPU or not torch.cuda.is_available() else "cuda")
     wrapper.to(device)
     tensor = torch.from_numpy(batch)

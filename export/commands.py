@@ -85,7 +85,7 @@ def add_predict(verbs: Any) -> None:
     p.add_argument("--save-images", action="store_true", help="draw the results into OUT/images/")
     p.add_argument("--score-threshold", type=_fraction, default=None,
                    help="detect/segment: leave out detections scoring below this (default 0.25, "
-                        "vision_tasks.export.runtime.contract.DEFAULT_SCORE_THRESHOLD; 0 keeps all the graph "
+                        "vision_tasks.contract.DEFAULT_SCORE_THRESHOLD; 0 keeps all the graph "
                         "returns, as a COCO mAP of coco_results.json needs)")
     _reduced_decode(p)
     group = p.add_mutually_exclusive_group()
@@ -96,9 +96,10 @@ def add_predict(verbs: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from vision_tasks.contract import DEFAULT_SCORE_THRESHOLD
+
     from .runtime import Predictor
     from .runtime.batch import run_predict
-    from .runtime.contract import DEFAULT_SCORE_THRESHOLD
     from .runtime.sources import resolve_sources
 
     sources = resolve_sources(args.source)

@@ -1,5 +1,5 @@
 """``vision-tasks export``: a checkpoint -> one self-describing ONNX file (the contract in
-:mod:`vision_tasks.export.runtime.contract`).
+:mod:`vision_tasks.contract`).
 
 The graph is an :class:`ExportWrapper`: uint8 ``[N, H, W, 3]`` RGB -> float ``[N, 3, H, W]``
 -> the model (normalisation is its first layer) -> the task's traceable post-processing ->
@@ -36,13 +36,15 @@ from torch import Tensor, nn
 
 from vision_tasks import __version__
 from vision_tasks.config import Config
+from vision_tasks.contract import INPUT_NAME, ModelMetadata
 from vision_tasks.engine.checkpoint import load_checkpoint, model_from_state
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
+from vision_tasks.models.model import TaskModel
 from vision_tasks.task_api import Task
+from vision_tasks.task_spec import TaskSpec
 
 from .parity import ParityReport, check_images, check_parity
-from .runtime.contract import INPUT_NAME, TASK_OUTPUTS, ModelMetadata
 
 DEFAULT_OPSET = 18
 DYNAMO_MIN_OPSET = 18
@@ -59,66 +61,63 @@ class ExportWrapper(nn.Module):
     (labels, counts) are int64.
     """
 
-    def __init__(self, model: nn.Module, task: Task, output_names: tuple[str, ...],
+    def __init__(self, model: TaskModel, output_names: tuple[str, ...],
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.model, self.task, self.dtype = model, task, dtype
+        self.model, self.dtype = model, dtype
         self.output_names = output_names
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         x = images.permute(0, 3, 1, 2).contiguous().to(self.dtype)
-        outputs = self.task.postprocess(self.model(x))
+        outputs = self.model.postprocess(self.model(x))
         return tuple(outputs[name].float() if outputs[name].is_floating_point()
                      else outputs[name].long() for name in self.output_names)
 
 
-def output_names(model: nn.Module, task: Task, size: int) -> tuple[str, ...]:
-    """The names ``task.postprocess`` returns, in contract order (checked against it)."""
+def output_names(model: TaskModel, spec: TaskSpec, size: int) -> tuple[str, ...]:
+    """The names the model's post-processing returns, in the order of the task's spec
+    (checked against it)."""
     with torch.no_grad():
-        produced = task.postprocess(model(torch.zeros(2, 3, size, size)))
-    expected = TASK_OUTPUTS.get(task.name)
-    if expected is None:
-        raise ExportError(f"task '{task.name}' has no entry in the ONNX contract "
-                          "(export/runtime/contract.py TASK_OUTPUTS); add its outputs there")
+        produced = model.postprocess(model(torch.zeros(2, 3, size, size)))
+    expected = spec.output_names
     if set(produced) != set(expected):
-        raise ExportError(f"task '{task.name}' post-processing returns {sorted(produced)}, "
-                          f"but the ONNX contract expects {list(expected)}")
+        raise ExportError(f"task '{spec.name}' post-processing returns {sorted(produced)}, "
+                          f"but its spec declares the outputs {list(expected)}")
     return expected
 
 
-def build_metadata(task: Task, cfg: Config, class_names: list[str], names: tuple[str, ...],
+def build_metadata(spec: TaskSpec, cfg: Config, class_names: list[str], names: tuple[str, ...],
                    sample_outputs: tuple[Tensor, ...],
                    category_ids: list[int | None] | None = None) -> ModelMetadata:
     """The contract's metadata. ``max_detections`` is read off the ``boxes`` output
-    (``[N, K, 4]``). A task may add to it with an optional hook
-    ``export_metadata(cfg) -> dict``: ``thresholds`` fills that field, ``max_detections``
-    must agree with the graph, and any other key is stored as one more JSON metadata entry
-    (e.g. ``pre_nms_topk``). ``category_ids`` (the classes' original ids) come from the
-    checkpoint."""
-    hook = getattr(task, "export_metadata", None)
-    extra: dict[str, Any] = dict(hook(cfg) or {}) if callable(hook) else {}
+    (``[N, K, 4]``). The task's ``spec.metadata(cfg)`` adds to it: ``thresholds`` fills that
+    field, ``max_detections`` must agree with the graph, and any other key is stored as one
+    more JSON metadata entry (e.g. ``pre_nms_topk``). ``category_ids`` (the classes'
+    original ids) come from the checkpoint."""
+    extra: dict[str, Any] = dict(spec.metadata(cfg) or {})
     shapes = {name: tuple(v.shape) for name, v in zip(names, sample_outputs, strict=True)}
     boxes = shapes.get("boxes", ())
     max_detections = int(boxes[1]) if len(boxes) == 3 else None
     declared = extra.pop("max_detections", max_detections)
     if declared != max_detections:
-        raise ExportError(f"task '{task.name}' declares max_detections={declared}, but its "
+        raise ExportError(f"task '{spec.name}' declares max_detections={declared}, but its "
                           f"graph returns {max_detections} rows per image")
     ids = category_ids
     if ids is not None and any(i is None for i in ids):
         ids = None  # a class without an original id: results use class indices
     return ModelMetadata(
-        task=task.name, class_names=tuple(class_names),
+        task=spec.name, class_names=tuple(class_names),
         input_size=(cfg.data.image_size, cfg.data.image_size), outputs=names,
         thresholds=dict(extra.pop("thresholds", {})), max_detections=max_detections,
         package_version=__version__, config=cfg.to_dict(),
         category_ids=tuple(int(i) for i in ids) if ids is not None else None, extra=extra)
 
 
-def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelProto:
+def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int,
+             translations: dict[Any, Any]) -> onnx.ModelProto:
+    """``translations``: the task's own operators (e.g. detect's grouped NMS) and their ONNX
+    translations (:attr:`Task.onnx_translations <vision_tasks.task_api.Task>`)."""
     names = list(wrapper.output_names)
-    # A task's own operators (e.g. detect's grouped NMS) and their ONNX translations.
-    translations = dict(getattr(wrapper.task, "onnx_translations", None) or {})
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # exporter chatter; real problems raise
         if opset >= DYNAMO_MIN_OPSET:
@@ -126,7 +125,7 @@ def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelPr
                 wrapper, (sample,), dynamo=True, verbose=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=names,
                 dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
-                custom_translation_table=translations or None)
+                custom_translation_table=dict(translations) or None)
             return program.model_proto
         buffer = io.BytesIO()
         torch.onnx.export(wrapper, (sample,), buffer, dynamo=False, opset_version=opset,
@@ -135,7 +134,7 @@ def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int) -> onnx.ModelPr
         return onnx.load_from_string(buffer.getvalue())
 
 
-def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[str], *,
+def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[str], *,
                  opset: int = DEFAULT_OPSET, fp16: bool = False,
                  category_ids: list[int | None] | None = None) -> onnx.ModelProto:
     """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included
@@ -143,15 +142,15 @@ def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[st
     checked by ``onnx.checker``."""
     model = model.eval().cpu().float()
     size = cfg.data.image_size
-    names = output_names(model, task, size)
+    names = output_names(model, task.spec, size)
     dtype = torch.float16 if fp16 else torch.float32
     graph_model = copy.deepcopy(model).to(dtype) if fp16 else model
-    wrapper = ExportWrapper(graph_model, task, names, dtype).eval()
+    wrapper = ExportWrapper(graph_model, names, dtype).eval()
     sample = torch.zeros(2, size, size, 3, dtype=torch.uint8)  # batch 2: 1 would specialise
     with torch.no_grad():
-        sample_outputs = ExportWrapper(model, task, names)(sample)
+        sample_outputs = ExportWrapper(model, names)(sample)
     try:
-        proto = _to_onnx(wrapper, sample, opset)
+        proto = _to_onnx(wrapper, sample, opset, task.onnx_translations)
     except Exception as err:
         first = " ".join(str(err).split())[:300]
         raise ExportError(f"torch.onnx.export failed for this {task.name} model at opset "
@@ -162,7 +161,7 @@ def export_model(model: nn.Module, task: Task, cfg: Config, class_names: list[st
                           f"use --opset {DEFAULT_OPSET}")
     for node in proto.graph.node:  # the exporter's per-node stack traces and source paths:
         del node.metadata_props[:]  # not part of the contract, and they make files differ
-    meta = build_metadata(task, cfg, class_names, names, sample_outputs, category_ids)
+    meta = build_metadata(task.spec, cfg, class_names, names, sample_outputs, category_ids)
     onnx.helper.set_model_props(proto, meta.to_props())
     proto.doc_string = f"vision-tasks {task.name} model, ONNX contract v{meta.contract_version}"
     try:
@@ -223,7 +222,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     report = None
     if check:
         images, source = check_images(cfg, task, names)
-        reference = ExportWrapper(model, task, meta.outputs).eval()
+        reference = ExportWrapper(model, meta.outputs).eval()
         report = check_parity(data, reference, images, source, precision)
     with atomic_path(out, durable=True) as tmp:
         tmp.write_bytes(data)

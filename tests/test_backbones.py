@@ -9,13 +9,13 @@ import torch
 
 from vision_tasks.config import BackboneConfig
 from vision_tasks.errors import CheckpointError, ConfigError
-from vision_tasks.models.backbones import BACKBONES, build_backbone
+from vision_tasks.models.backbones import backbone_names, build_backbone
 from vision_tasks.models.model import build_model
 from vision_tasks.models.weights import load_backbone_weights
 from vision_tasks.task_api import get_task
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", backbone_names())
 def test_feature_maps_match_declared_channels_and_strides_for_two_sizes(name: str) -> None:
     backbone = build_backbone(BackboneConfig(name=name), 64).eval()
     for height, width in [(64, 64), (72, 40)]:

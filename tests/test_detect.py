@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 from testkit import coco_config, first_item_losses, overfit
-from vision_tasks.tasks._detect.assigner import task_aligned_assign
-from vision_tasks.tasks._detect.head import PostprocessSettings, make_anchor_points
-from vision_tasks.tasks._detect.postprocess import ONNX_TRANSLATIONS, detections_fixed_k
+from vision_tasks.tasks.detect.assigner import task_aligned_assign
+from vision_tasks.tasks.detect.head import make_anchor_points
+from vision_tasks.tasks.detect.postprocess import (
+    ONNX_TRANSLATIONS,
+    PostprocessSettings,
+    detections_fixed_k,
+)
 
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset, build_detection, decode_segmentation
@@ -133,7 +137,7 @@ class _Exportable(torch.nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = get_task("detect").postprocess(self.model(images.permute(0, 3, 1, 2).float()))
+        out = self.model.postprocess(self.model(images.permute(0, 3, 1, 2).float()))
         return out["boxes"], out["scores"], out["labels"], out["num_detections"]
 
 

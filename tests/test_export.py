@@ -14,9 +14,9 @@ import pytest
 import torch
 from vision_tasks.export.onnx_export import ExportWrapper, export_checkpoint, output_names
 from vision_tasks.export.parity import ExportCheckError, check_images, check_parity
-from vision_tasks.export.runtime.contract import CONTRACT_VERSION, METADATA_KEYS
 
 from vision_tasks.cli import main
+from vision_tasks.contract import CONTRACT_VERSION, METADATA_KEYS
 from vision_tasks.engine.checkpoint import model_from_checkpoint
 
 
@@ -75,7 +75,7 @@ def test_onnxruntime_matches_pytorch_on_val_images_within_fp32_tolerance(exporte
     model, cfg, task, names = model_from_checkpoint(tiny_classify_run.best)
     images, source = check_images(cfg, task, names)
     assert "data.val" in source and images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
-    wrapper = ExportWrapper(model, task, ("scores",)).eval()
+    wrapper = ExportWrapper(model, ("scores",)).eval()
     with torch.no_grad():
         expected = wrapper(torch.from_numpy(images))[0].numpy()
     (actual,) = _session(exported).run(None, {"images": images})
@@ -96,7 +96,7 @@ def test_check_fails_naming_the_max_difference_when_the_graph_is_off(exported, t
     with torch.no_grad():
         tampered.head.classifier[-1].bias += torch.arange(5.0)  # a different model
     images, source = check_images(cfg, task, names, n=4)
-    reference = ExportWrapper(tampered, task, ("scores",)).eval()
+    reference = ExportWrapper(tampered, ("scores",)).eval()
     with pytest.raises(ExportCheckError, match=r"'scores' differs by up to \d\.\d+e[-+]\d+ "
                                                r"\(tolerance 1e-04\).*not written"):
         check_parity(exported.read_bytes(), reference, images, source, "fp32")
@@ -143,7 +143,7 @@ def test_val_on_the_onnx_file_matches_the_checkpoint_top1(exported, tiny_classif
 
 def test_output_names_follow_the_contract(tiny_classify_run):
     model, _, task, _ = model_from_checkpoint(tiny_classify_run.best)
-    assert output_names(model, task, 32) == ("scores",)
+    assert output_names(model, task.spec, 32) == ("scores",)
 
 
 def test_export_of_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):

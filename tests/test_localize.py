@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from vision_tasks.tasks.localize import TASK, LocalizeEvaluator
+from vision_tasks.tasks.localize.training import TASK, LocalizeEvaluator
 
 from vision_tasks.cli import main
 from vision_tasks.config import load_config
@@ -47,7 +47,7 @@ def test_head_outputs_one_box_in_input_pixels_and_postprocess_clips_it(shapes: P
     with torch.no_grad():
         outputs = model(torch.rand(3, 3, 32, 32) * 255)
         torch.nn.init.constant_(model.head.box.bias, 3.0)  # centre and size near 1: box past the edge
-        wide = TASK.postprocess(model(torch.rand(2, 3, 32, 32) * 255))
+        wide = model.postprocess(model(torch.rand(2, 3, 32, 32) * 255))
     assert outputs["logits"].shape == (3, 5) and outputs["boxes"].shape == (3, 4)
     # zero-initialised box layer: a centred box of half the input
     torch.testing.assert_close(outputs["boxes"], torch.tensor([[8.0, 8.0, 24.0, 24.0]] * 3))
@@ -64,7 +64,7 @@ def test_postprocess_exports_with_a_dynamic_batch_and_no_data_dependent_branches
             self.model = model
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = TASK.postprocess(self.model(images))
+            out = self.model.postprocess(self.model(images))
             return out["scores"], out["boxes"]
 
     batch = torch.export.Dim("batch", min=1, max=64)
@@ -78,7 +78,7 @@ def test_postprocess_exports_with_a_dynamic_batch_and_no_data_dependent_branches
 def test_loss_has_class_l1_and_giou_parts_and_is_zero_for_a_perfect_box(shapes: Path) -> None:
     loss = TASK.build_loss(tiny_config(shapes, "loss.cls=0"), 5)
     boxes = torch.tensor([[2.0, 3.0, 20.0, 30.0]])
-    outputs = {"logits": torch.zeros(1, 5), "boxes": boxes, "bounds": torch.tensor([32.0] * 4)}
+    outputs = {"logits": torch.zeros(1, 5), "boxes": boxes}
     total, parts = loss(outputs, {"labels": torch.tensor([1]), "boxes": boxes.clone()})
     assert set(parts) == {"cls", "l1", "giou"} and float(total) == pytest.approx(0.0, abs=1e-6)
 

@@ -127,7 +127,7 @@ def test_multi_object_policy_largest_keeps_the_largest_box_and_reports_it(tmp_pa
     ann, images = policy_set(tmp_path)
     cfg = localize_config(ann, images, "task_options.multi_object=largest")
     lines: list[str] = []
-    from vision_tasks.tasks.localize import (
+    from vision_tasks.tasks.localize.training import (
         TASK,  # through the task: the policy comes from the config
     )
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 from testkit import coco_config, coco_split, first_item_losses, overfit
-from vision_tasks.tasks._detect.head import PostprocessSettings
-from vision_tasks.tasks._segment.postprocess import assemble_masks, box_crop
+from vision_tasks.tasks.detect.postprocess import PostprocessSettings
+from vision_tasks.tasks.segment.postprocess import assemble_masks, box_crop
 
 from vision_tasks.config import load_config
 from vision_tasks.data.coco_detection import DetectionDataset
@@ -229,7 +229,7 @@ def test_onnx_masks_match_pytorch_for_batch_1_and_7(tiny_segment_data: Path) -> 
     batch = dict(zip(names, session.run(None, {"images": images}), strict=True))
     assert batch["masks"].shape == (7, 10, 16, 16) and batch["masks"].dtype == np.float32
     with torch.no_grad():
-        wrapper = ExportWrapper(model, TASK, tuple(names))
+        wrapper = ExportWrapper(model, tuple(names))
         reference = dict(zip(names, (t.numpy() for t in wrapper(torch.from_numpy(images))), strict=True))
     assert batch["num_detections"].max() > 0
     for i in range(7):

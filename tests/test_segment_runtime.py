@@ -15,12 +15,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from testkit import assert_runs_without_torch
-from vision_tasks.export.runtime import TASK_OUTPUTS, ModelMetadata, Predictor
+from vision_tasks.export.runtime import ModelMetadata, Predictor
 from vision_tasks.export.runtime.draw import MASK_OPACITY, class_colour
 
 from vision_tasks.cli import main
 from vision_tasks.imaging import Letterbox, letterbox
 from vision_tasks.masks import decode_rle
+from vision_tasks.task_spec import get_spec
 
 # pycocotools' decode and COCOeval warn about numpy 2's copy keyword; harmless here.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -108,7 +109,7 @@ def segment_model(path: Path, boxes: np.ndarray, thresholds: dict | None = None)
     proto.ir_version = 9
     onnx.checker.check_model(proto)
     meta = ModelMetadata(task="segment", class_names=CLASSES, input_size=INPUT,
-                         outputs=TASK_OUTPUTS["segment"], max_detections=k_max,
+                         outputs=get_spec("segment").output_names, max_detections=k_max,
                          thresholds=thresholds or {"score": 0.25, "iou": 0.5, "mask": 0.5},
                          category_ids=CATEGORY_IDS, package_version="test", config={})
     helper.set_model_props(proto, meta.to_props())

@@ -12,7 +12,7 @@ from vision_tasks.config import load_config
 from vision_tasks.errors import ConfigError
 from vision_tasks.inspect.layer_table import summarize_model
 from vision_tasks.inspect.summary import format_table, summarize_source
-from vision_tasks.models.backbones import BACKBONES
+from vision_tasks.models.backbones import backbone_names
 from vision_tasks.models.model import build_model
 from vision_tasks.task_api import get_task
 
@@ -82,7 +82,7 @@ def classify_model(overrides: list[str], device: str = "cpu", classes: int = 7) 
         return build_model(cfg, get_task("classify"), classes, load_pretrained=False)
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", backbone_names())
 def test_summary_parameters_equal_numel_for_every_backbone(name: str) -> None:
     # On the meta device: the same modules and shapes as on the CPU, without initialising
     # 40 M weights (see the next test for the CPU build).

@@ -8,7 +8,8 @@ reported on one line that names the file, the dotted key and what is expected::
 ``--set a.b=value`` overrides any key; values are parsed as YAML (``0.1`` is a
 float, ``[1, 2]`` a list, ``null`` is None). Task-specific sections
 (``model.head``, ``loss`` and ``task_options``) are validated against the dataclasses the task
-plug-in declares, so the core never needs to know a task by name.
+plug-in's torch-free :class:`~vision_tasks.task_spec.TaskSpec` declares, so the core never
+needs to know a task by name, and validating a config imports no torch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from typing import Any, Literal
 
 import yaml
 
+from vision_tasks import plugins
 from vision_tasks.errors import ConfigError
+from vision_tasks.fileio import atomic_write_text
+from vision_tasks.task_spec import get_spec
 
 
 @dataclass
@@ -279,15 +283,13 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     """Validate a raw mapping into a :class:`Config`, including task-owned sections."""
     cfg = _from_dict(Config, raw, "", source)
-    from vision_tasks.task_api import get_task  # local: the task registry imports torch
-
     try:
-        task = get_task(cfg.task)
+        spec = get_spec(cfg.task)
     except KeyError as err:
         raise ConfigError(f"{source}: task: {err.args[0]}") from None
-    cfg.model.head = validate_section(task.HeadConfig, cfg.model.head, "model.head", source)
-    cfg.loss = validate_section(task.LossConfig, cfg.loss, "loss", source)
-    cfg.task_options = validate_section(task.OptionsConfig, cfg.task_options, "task_options", source)
+    cfg.model.head = validate_section(spec.head_config, cfg.model.head, "model.head", source)
+    cfg.loss = validate_section(spec.loss_config, cfg.loss, "loss", source)
+    cfg.task_options = validate_section(spec.options_config, cfg.task_options, "task_options", source)
     _check_values(cfg, source)
     return cfg
 
@@ -305,13 +307,10 @@ def _check_values(cfg: Config, source: str) -> None:
         _fail(source, "data.workers", f"must be 0 or more, got {cfg.data.workers}")
     if len(cfg.data.augment.scale) != 2 or not 0 < cfg.data.augment.scale[0] <= cfg.data.augment.scale[1]:
         _fail(source, "data.augment.scale", f"expected [min, max] with 0 < min <= max, got {cfg.data.augment.scale}")
-    from vision_tasks.models.backbones import BACKBONES  # local: imports torch
-
-    if cfg.model.backbone.name not in BACKBONES:
-        from vision_tasks.registry import unknown_name_message
-
+    backbones = plugins.names(plugins.BACKBONES)
+    if cfg.model.backbone.name not in backbones:
         _fail(source, "model.backbone.name",
-              unknown_name_message("backbone", cfg.model.backbone.name, BACKBONES.names()))
+              plugins.unknown_name_message("backbone", cfg.model.backbone.name, backbones))
     freeze = cfg.model.backbone.freeze
     if isinstance(freeze, str) and freeze not in ("all", "none"):
         _fail(source, "model.backbone.freeze", f"expected 'all', 'none' or a number of stages, got {freeze!r}")
@@ -335,6 +334,4 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from vision_tasks.fileio import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

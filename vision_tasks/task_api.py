@@ -1,41 +1,49 @@
-"""The small interface every task plug-in implements, and the lookup by name.
+"""The training side of a task plug-in: what the trainer, the evaluator and the exporter
+need beyond the task's torch-free :class:`~vision_tasks.task_spec.TaskSpec`.
 
-A task lives in ``tasks/<name>.py`` and exposes ``TASK``, an instance of a
-:class:`Task` subclass. The core finds it by the config's ``task`` value, so
-adding a task means adding one module and one config: nothing in the core names
-a task.
+A task is one package: ``<package>/__init__.py`` declares the spec (plain Python, read by
+the config, the exporter and the runtime) and names its training module, which exposes a
+:class:`Task` instance. :func:`get_task` finds both through the ``vision_tasks.tasks``
+entry points; nothing in the core names a task.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vision_tasks.registry import unknown_name_message
+import torch
+from torch import Tensor, nn
+
+from vision_tasks.task_spec import TaskSpec, get_spec
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
     from torch.utils.data import Dataset
 
     from vision_tasks.config import Config
     from vision_tasks.models.backbones import FeatureInfo
 
 
-@dataclass
-class EmptySection:
-    """A task section with no keys."""
+class TaskHead(nn.Module):
+    """A task's head: the backbone's feature list -> raw outputs (what the loss reads), and
+    :meth:`postprocess` of those -> the ONNX contract's named outputs.
+
+    Whatever the post-processing needs (thresholds, the input size, strides) is the head's
+    own state, set when it is built from the config, never a value riding in the outputs.
+    """
+
+    def postprocess(self, raw: Any) -> dict[str, Tensor]:
+        """Raw outputs -> the spec's named outputs. Must be traceable (dynamic batch)."""
+        raise NotImplementedError
 
 
 class Evaluator(ABC):
     """Accumulates post-processed predictions against targets, batch by batch."""
 
     @abstractmethod
-    def update(self, predictions: dict[str, torch.Tensor], targets: Any) -> None: ...
+    def update(self, predictions: dict[str, Tensor], targets: Any) -> None: ...
 
     @abstractmethod
     def compute(self) -> dict[str, Any]:
@@ -47,43 +55,42 @@ class Evaluator(ABC):
 
 
 class Task(ABC):
-    """What the core needs from a task: data, head, loss, post-processing, metric."""
+    """What the trainer needs from a task: data, head, loss, metric, synthetic data."""
 
-    name: ClassVar[str]
-    HeadConfig: ClassVar[type] = EmptySection
-    LossConfig: ClassVar[type] = EmptySection
-    # The config's ``task_options`` section (task-owned data options).
-    OptionsConfig: ClassVar[type] = EmptySection
+    spec: ClassVar[TaskSpec]
     # The metric that picks best.pt (higher is better).
     primary_metric: ClassVar[str]
     # Default image side of `vision-tasks data synth <task>` (pixels).
     synth_size: ClassVar[int] = 64
+    # The task's own operators and their ONNX translations, for the exporter's
+    # ``custom_translation_table`` (e.g. detect's grouped NMS); empty for most tasks.
+    onnx_translations: ClassVar[dict[Any, Any]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @abstractmethod
     def build_dataset(self, cfg: Config, split: str, train: bool,
                       class_names: list[str] | None = None) -> Dataset:
         """The ``data.<split>`` set (with training augmentation if ``train``). Items are
-        ``(image uint8 [3, S, S] letterboxed, target)``; the set has ``class_names``.
+        ``(image uint8 [3, S, S] letterboxed, target)``; the set has ``class_names`` (and
+        ``category_ids``, the classes' ids in the annotation file, where it has them).
         ``class_names`` given: the model's classes, which the set must map onto."""
 
-    def collate(self, batch: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any]:
-        import torch
-
+    def collate(self, batch: list[tuple[Tensor, Any]]) -> tuple[Tensor, Any]:
         images, targets = zip(*batch, strict=True)
         return torch.stack(images), torch.as_tensor(targets)
 
     @abstractmethod
     def build_head(self, cfg: Config, features: list[FeatureInfo], num_classes: int,
-                   feature_shapes: list[tuple[int, int, int]]) -> nn.Module:
-        """A head that takes the backbone's feature list and returns raw outputs."""
+                   feature_shapes: list[tuple[int, int, int]]) -> TaskHead:
+        """The head on the backbone's stages (``features``: channels and strides;
+        ``feature_shapes``: ``[C, H, W]`` of each stage for ``data.image_size`` inputs)."""
 
     @abstractmethod
     def build_loss(self, cfg: Config, num_classes: int) -> nn.Module:
-        """``loss(outputs, targets) -> (total, {"part": value, ...})``."""
-
-    @abstractmethod
-    def postprocess(self, outputs: Any) -> dict[str, torch.Tensor]:
-        """Raw head outputs -> the ONNX contract's named outputs. Must be traceable."""
+        """``loss(raw_outputs, targets) -> (total, {"part": value, ...})``."""
 
     @abstractmethod
     def make_evaluator(self, class_names: list[str]) -> Evaluator: ...
@@ -97,19 +104,24 @@ class Task(ABC):
         return [f"data.train={data_dir / 'train'}", f"data.val={data_dir / 'val'}"]
 
 
-def available_tasks() -> list[str]:
-    from vision_tasks import tasks
-
-    return sorted(m.name for m in pkgutil.iter_modules(tasks.__path__) if not m.name.startswith("_"))
-
-
 def get_task(name: str) -> Task:
-    """The plug-in of the task called ``name`` (``tasks/<name>.py``)."""
-    names = available_tasks()
-    if name not in names:
-        raise KeyError(unknown_name_message("task", name, names))
-    module = importlib.import_module(f"vision_tasks.tasks.{name}")
-    task = getattr(module, "TASK", None)
-    if not isinstance(task, Task):
-        raise KeyError(f"tasks/{name}.py defines no TASK (an instance of vision_tasks.task_api.Task)")
+    """The training side of the task called ``name``.
+
+    Raises:
+        KeyError: no such task, or its spec's ``training`` is not a :class:`Task` of it.
+    """
+    spec = get_spec(name)
+    task = spec.load_training()
+    if not isinstance(task, Task) or task.spec is not spec:
+        raise KeyError(f"task '{name}': {spec.training} is not a vision_tasks.task_api.Task "
+                       f"whose spec is {name}'s")
     return task
+
+
+def coco_demo_overrides(data_dir: Path) -> list[str]:
+    """:meth:`Task.demo_overrides` of a task whose synthetic set is COCO json
+    (``<split>/images`` + ``<split>/annotations.json``). JSON is YAML: paths with spaces or
+    colons survive the ``--set`` parser."""
+    return [f"data.{split}=" + json.dumps({"images": str(data_dir / split / "images"),
+                                           "annotations": str(data_dir / split / "annotations.json")})
+            for split in ("train", "val")]

@@ -15,14 +15,14 @@ Nothing here imports torch or the training code, so an application can embed it 
 - :func:`vision_tasks.export.runtime.batch.run_predict` is the ``vision-tasks predict`` batch job.
 """
 
-from .contract import (
+from vision_tasks.contract import (
     CONTRACT_VERSION,
-    TASK_OUTPUTS,
     ModelFileError,
     ModelMetadata,
 )
-from .predictor import Predictor
-from .results import ClassScore, Detection, Prediction
+from vision_tasks.results import ClassScore, Detection, Prediction
 
-__all__ = ["CONTRACT_VERSION", "TASK_OUTPUTS", "ClassScore", "Detection", "ModelFileError",
+from .predictor import Predictor
+
+__all__ = ["CONTRACT_VERSION", "ClassScore", "Detection", "ModelFileError",
            "ModelMetadata", "Prediction", "Predictor"]

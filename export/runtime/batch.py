@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import IO
 
 from vision_tasks.errors import OutputExistsError
+from vision_tasks.results import json_line
 
-from .coco import COCO_TASKS, write_coco_results
+from .coco import write_coco_results
 from .draw import save_drawing
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
-from .results import json_line
 
 PREDICTIONS = "predictions.jsonl"
 ERRORS = "errors.jsonl"
@@ -166,7 +166,7 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         writer.close()
     seconds = time.perf_counter() - t0
     coco = None
-    if predictor.task in COCO_TASKS:
+    if predictor.spec.coco_results:
         coco = out / COCO_RESULTS
         write_coco_results(out / PREDICTIONS, coco, predictor.metadata)
     return PredictSummary(out, counts["predicted"], counts["errors"], len(sources) - len(todo),

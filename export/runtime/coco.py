@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from vision_tasks.coco_results import category_id, coco_result
+from vision_tasks.contract import ModelMetadata
 from vision_tasks.fileio import atomic_write_text
-
-from .contract import ModelMetadata
 
 
 def image_id(source: str) -> int | str:

@@ -10,8 +10,7 @@ import numpy as np
 
 from vision_tasks.fileio import atomic_write_bytes
 from vision_tasks.masks import MaskCrop
-
-from .results import Prediction
+from vision_tasks.results import Prediction
 
 WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MIN_SIDE = 256  # drawings of smaller images are enlarged to at least this many pixels

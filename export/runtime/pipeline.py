@@ -25,10 +25,10 @@ from typing import Protocol
 import numpy as np
 
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox
+from vision_tasks.results import Prediction
 
 from .decode import Outputs
 from .providers import cpu_threads
-from .results import Prediction
 from .sources import source_name
 
 

@@ -21,20 +21,20 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from vision_tasks.errors import ConfigError
-from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
-
-from .contract import (
+from vision_tasks.contract import (
     DEFAULT_SCORE_THRESHOLD,
     INPUT_NAME,
-    TASK_OUTPUTS,
     ModelFileError,
     ModelMetadata,
 )
-from .decode import DECODERS, Outputs, decode_batch
+from vision_tasks.errors import ConfigError
+from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
+from vision_tasks.results import Prediction
+from vision_tasks.task_spec import TaskSpec, get_spec, task_names
+
+from .decode import Outputs, decode_batch
 from .pipeline import predict_stream
 from .providers import CPU, create_session, load_for_inspection
-from .results import Prediction
 from .sources import source_name
 
 DEFAULT_BATCH_SIZE = 32
@@ -54,14 +54,25 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
         raise ModelFileError(f"{source}: graph input is {got}; the contract expects "
                              f"'{INPUT_NAME}' tensor(uint8) [N, {h}, {w}, 3]; re-export the model")
     names = tuple(o.name for o in session.get_outputs())
-    expected = TASK_OUTPUTS.get(meta.task)
-    if meta.task not in DECODERS or expected is None:
-        raise ModelFileError(f"{source}: task '{meta.task}' is not known to this runtime "
-                             f"(known: {', '.join(DECODERS)}); upgrade vision-tasks")
+    expected = spec_of(meta, source).output_names
     if set(names) != set(expected):
         raise ModelFileError(f"{source}: outputs {list(names)} do not match the {meta.task} "
                              f"contract {list(expected)}; re-export the model")
     return meta
+
+
+def spec_of(meta: ModelMetadata, source: str) -> TaskSpec:
+    """The installed task that reads a model of ``meta.task``.
+
+    Raises:
+        ModelFileError: no such task is installed here.
+    """
+    try:
+        return get_spec(meta.task)
+    except KeyError:
+        raise ModelFileError(f"{source}: a '{meta.task}' model, a task not installed here "
+                             f"(installed: {', '.join(task_names())}); install the package "
+                             "that provides it, or upgrade vision-tasks") from None
 
 
 class Predictor:
@@ -93,6 +104,7 @@ class Predictor:
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
+        spec: the task's :class:`~vision_tasks.task_spec.TaskSpec` (outputs, decoder).
         provider: the execution provider really in use, e.g. ``"CPUExecutionProvider"``.
         provider_note: why a faster provider was not used ("" when it was).
         lanes: batches a stream runs at once (see ``lanes`` above).
@@ -125,6 +137,7 @@ class Predictor:
         # The metadata is read before any GPU session is built (which can take minutes).
         probe = load_for_inspection(str(self.path))
         self.metadata = read_metadata(probe, str(self.path))
+        self.spec = spec_of(self.metadata, str(self.path))
         del probe
         if task is not None and task != self.metadata.task:
             raise ModelFileError(f"{self.path}: a {self.metadata.task} model, but a {task} model "
@@ -208,7 +221,8 @@ class Predictor:
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
                sources: Sequence[str]) -> list[Prediction]:
         """Outputs of :meth:`run` -> predictions in original-image coordinates."""
-        return decode_batch(outputs, letterboxes, sources, self.metadata, self.score_threshold)
+        return decode_batch(outputs, letterboxes, sources, self.metadata, self.spec,
+                            self.score_threshold)
 
     def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],
                          sources: Sequence[str]) -> list[Prediction]:

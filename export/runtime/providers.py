@@ -19,9 +19,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from vision_tasks.contract import ModelFileError
 from vision_tasks.errors import DeviceError
-
-from .contract import ModelFileError
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

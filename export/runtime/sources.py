@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vision_tasks.contract import ModelFileError
 from vision_tasks.imaging import IMAGE_SUFFIXES, ImageSource
-
-from .contract import ModelFileError
 
 """File name endings a folder or glob is searched for (case-insensitive)."""
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vision_tasks.fileio import atomic_write_text
+from vision_tasks.models.model import TaskModel
 from vision_tasks.task_api import Task
 
 
@@ -36,13 +37,13 @@ def score_batches(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], ta
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task: Task, loader: DataLoader, class_names: list[str],
+def evaluate(model: TaskModel, task: Task, loader: DataLoader, class_names: list[str],
              device: torch.device, progress: bool = True, desc: str = "val") -> tuple[dict[str, Any], Any]:
     """Metrics of the PyTorch ``model`` on ``loader``; returns (metrics, evaluator)."""
     model.eval()
 
     def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = task.postprocess(model(images.to(device, non_blocking=True).float()))
+        outputs = model.postprocess(model(images.to(device, non_blocking=True).float()))
         return {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in outputs.items()}
 
     return score_batches(predict, task, loader, class_names, progress, desc)

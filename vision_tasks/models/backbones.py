@@ -4,8 +4,10 @@ Every backbone exposes ``feature_info`` (channels and stride of each stage's map
 ``feature_shapes(h, w)`` (the exact [C, H, W] of each map for an input size), so any
 head fits any backbone. ``forward(x: Tensor[N, 3, H, W]) -> list[Tensor[N, C_i, H_i, W_i]]``.
 
-Registry names: ``lenet5``, ``simple_cnn`` (built from the course's parts, checked with
-the conv arithmetic before building) and the torchvision families.
+Names (entry points of the group ``vision_tasks.backbones``, so another distribution can
+add one): ``lenet5``, ``simple_cnn`` (built from the course's parts, checked with the conv
+arithmetic before building) and the torchvision families. A builder is
+``builder(cfg: BackboneConfig, image_size: int) -> Backbone``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchvision import models as tv
 
+from vision_tasks import plugins
 from vision_tasks.config import BackboneConfig
 from vision_tasks.conv_arithmetic import conv_output_size, pool_output_size, resolve_padding
 from vision_tasks.errors import ConfigError
 from vision_tasks.models.layers import ConvBlock, check_activation
-from vision_tasks.registry import Registry
-
-BACKBONES: Registry[Callable[[BackboneConfig, int], Backbone]] = Registry("backbone")
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,6 @@ class CourseCNN(Backbone):
         return sizes
 
 
-@BACKBONES.register("lenet5")
 def lenet5(cfg: BackboneConfig, image_size: int) -> Backbone:
     """LeNet-5's feature extractor: conv 6@5x5 valid, act, pool 2; conv 16@5x5, act, pool 2."""
     bn = bool(cfg.batch_norm) if cfg.batch_norm is not None else False
@@ -195,7 +195,6 @@ def lenet5(cfg: BackboneConfig, image_size: int) -> Backbone:
     return CourseCNN(specs, image_size, "lenet5 layer")
 
 
-@BACKBONES.register("simple_cnn")
 def simple_cnn(cfg: BackboneConfig, image_size: int) -> Backbone:
     """VGG-style stages: ``depths[i]`` 3x3 'same' convs with ``width * 2**i`` filters
     (capped at 8 x width), then a 2x2 pool. Or exactly ``stages`` when given."""
@@ -241,9 +240,13 @@ class TorchvisionBackbone(Backbone):
         return ".".join([self._tv_names[parts[2]], *parts[3:]])
 
 
-def _resnet(builder: Callable[..., nn.Module]) -> Callable[[BackboneConfig, int], Backbone]:
+def _torchvision_net(name: str) -> nn.Module:
+    return getattr(tv, name)(weights=None)
+
+
+def _resnet(name: str) -> Callable[[BackboneConfig, int], Backbone]:
     def build(cfg: BackboneConfig, image_size: int) -> Backbone:
-        net = builder(weights=None)
+        net = _torchvision_net(name)
         stem = [("conv1", net.conv1), ("bn1", net.bn1), ("relu", net.relu), ("maxpool", net.maxpool)]
         stages = [stem] + [[(name, getattr(net, name))] for name in ("layer1", "layer2", "layer3", "layer4")]
         return TorchvisionBackbone(stages, [4, 4, 8, 16, 32])
@@ -255,11 +258,11 @@ def _block_stride(block: nn.Module) -> int:
     return max((m.stride[0] for m in block.modules() if isinstance(m, nn.Conv2d)), default=1)
 
 
-def _features_net(builder: Callable[..., nn.Module]) -> Callable[[BackboneConfig, int], Backbone]:
+def _features_net(name: str) -> Callable[[BackboneConfig, int], Backbone]:
     """MobileNet/EfficientNet: ``features`` is a list of blocks; a stride-2 block starts a stage."""
 
     def build(cfg: BackboneConfig, image_size: int) -> Backbone:
-        net = builder(weights=None)
+        net = _torchvision_net(name)
         stages: list[list[tuple[str, nn.Module]]] = []
         strides: list[int] = []
         stride = 1
@@ -275,22 +278,23 @@ def _features_net(builder: Callable[..., nn.Module]) -> Callable[[BackboneConfig
     return build
 
 
-def _register_torchvision() -> None:
-    from torchvision import models as tv
+# The torchvision families (their builders import torchvision only when called).
+resnet18, resnet34, resnet50, resnet101 = (
+    _resnet(name) for name in ("resnet18", "resnet34", "resnet50", "resnet101"))
+mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, efficientnet_b1 = (
+    _features_net(name) for name in ("mobilenet_v3_small", "mobilenet_v3_large",
+                                     "efficientnet_b0", "efficientnet_b1"))
 
-    for name in ("resnet18", "resnet34", "resnet50", "resnet101"):
-        BACKBONES.register(name)(_resnet(getattr(tv, name)))
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1"):
-        BACKBONES.register(name)(_features_net(getattr(tv, name)))
 
-
-_register_torchvision()
+def backbone_names() -> list[str]:
+    """Every installed backbone (the ``vision_tasks.backbones`` entry points)."""
+    return plugins.names(plugins.BACKBONES)
 
 
 def build_backbone(cfg: BackboneConfig, image_size: int) -> Backbone:
     """The backbone ``cfg.name``, shape-checked for ``image_size`` inputs."""
     try:
-        builder = BACKBONES.get(cfg.name)
+        builder = plugins.load(plugins.BACKBONES, cfg.name, "backbone")
     except KeyError as err:
         raise ConfigError(f"model.backbone.name: {err.args[0]}") from None
     return builder(cfg, image_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vision_tasks.errors import ConfigError
-from vision_tasks.registry import unknown_name_message
+from vision_tasks.plugins import unknown_name_message
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "maxout", "silu", "identity")
 """Activation names a config may use (``make_activation`` builds each)."""

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from vision_tasks.config import Config
 from vision_tasks.models.backbones import Backbone, build_backbone
 from vision_tasks.models.weights import apply_freeze, load_backbone_weights
-from vision_tasks.task_api import Task
+from vision_tasks.task_api import Task, TaskHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,9 +31,10 @@ class Normalize(nn.Module):
 
 
 class TaskModel(nn.Module):
-    """``forward(images: float [N, 3, H, W], RGB, 0..255) -> the head's raw outputs``."""
+    """``forward(images: float [N, 3, H, W], RGB, 0..255) -> the head's raw outputs``;
+    :meth:`postprocess` of those -> the ONNX contract's named outputs."""
 
-    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+    def __init__(self, backbone: Backbone, head: TaskHead) -> None:
         super().__init__()
         self.normalize = Normalize()
         self.backbone = backbone
@@ -41,6 +42,10 @@ class TaskModel(nn.Module):
 
     def forward(self, images: Tensor) -> Any:
         return self.head(self.backbone(self.normalize(images)))
+
+    def postprocess(self, raw: Any) -> dict[str, Tensor]:
+        """The head's traceable post-processing (:meth:`TaskHead.postprocess`)."""
+        return self.head.postprocess(raw)
 
 
 def build_model(cfg: Config, task: Task, num_classes: int, load_pretrained: bool = True) -> TaskModel:

@@ -11,24 +11,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import complete_box_iou_loss
 
+from . import DetectLossConfig
 from .assigner import Assignment, points_in_boxes, task_aligned_assign
 from .head import encode_distances
-
-
-@dataclass
-class DetectLossConfig:
-    cls: float = 0.5  # weight of the IoU-aware binary cross-entropy
-    box: float = 7.5  # weight of the complete-IoU loss
-    dfl: float = 1.5  # weight of the distribution focal loss
-    topk: int = 10  # points the assigner gives each object at most
-    alpha: float = 1.0  # class-score exponent of the assigner's alignment
-    beta: float = 6.0  # IoU exponent of the assigner's alignment
 
 
 def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -56,20 +45,24 @@ class DetectLoss(nn.Module):
     def __init__(self, cfg: DetectLossConfig, num_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.last_assignment: Assignment | None = None  # for a mask branch built on top
+
+    def assign(self, outputs: dict, targets: dict) -> Assignment:
+        """Which points learn which object (task-aligned, on the detached predictions)."""
+        return task_aligned_assign(outputs["cls"].detach().sigmoid(), outputs["boxes"].detach(),
+                                   outputs["points"], outputs["point_strides"], targets["labels"],
+                                   targets["boxes"].to(outputs["boxes"].dtype), self.cfg.topk,
+                                   self.cfg.alpha, self.cfg.beta)
 
     def forward(self, outputs: dict, targets: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.assigned_loss(outputs, targets, self.assign(outputs, targets))
+
+    def assigned_loss(self, outputs: dict, targets: dict, assign: Assignment
+                      ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss for a given assignment (a mask branch built on top shares it)."""
         cls_logits, dist, boxes = outputs["cls"], outputs["dist"], outputs["boxes"]
         points, strides = outputs["points"], outputs["point_strides"]
-        gt_labels = targets["labels"]
-        gt_boxes = targets["boxes"].to(boxes.dtype)
-        assign = task_aligned_assign(cls_logits.detach().sigmoid(), boxes.detach(), points, strides,
-                                     gt_labels, gt_boxes, self.cfg.topk, self.cfg.alpha,
-                                     self.cfg.beta)
-        self.last_assignment = assign
         fg = assign.foreground
         norm = assign.scores.sum().clamp(min=1.0)
-
         bce = F.binary_cross_entropy_with_logits(cls_logits, assign.scores, reduction="none")
         crowd = targets.get("crowd")
         if crowd is not None and crowd.shape[1] > 0:

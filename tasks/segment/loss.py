@@ -10,26 +10,20 @@ over the foreground points. Objects without a mask in the annotations take no ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._detect.loss import DetectLoss, DetectLossConfig
+from ..detect.loss import DetectLoss
+from . import SegmentLossConfig
 from .postprocess import box_crop
-
-
-@dataclass
-class SegmentLossConfig(DetectLossConfig):
-    mask: float = 6.0  # weight of the mask loss
 
 
 class SegmentLoss(nn.Module):
     """``loss(outputs, targets) -> (total, {"cls", "box", "dfl", "mask"})``.
 
-    ``outputs``: the :class:`~vision_tasks.tasks._segment.head.Segmenter` dict. ``targets``: those of
-    :class:`~vision_tasks.tasks._detect.loss.DetectLoss` plus ``masks`` uint8 ``[N, M, Hm, Wm]`` (0..255,
+    ``outputs``: the :class:`~vision_tasks.tasks.segment.head.Segmenter` dict. ``targets``: those of
+    :class:`~vision_tasks.tasks.detect.loss.DetectLoss` plus ``masks`` uint8 ``[N, M, Hm, Wm]`` (0..255,
     the visible part of each object at the prototypes' resolution) and ``mask_valid`` bool
     ``[N, M]`` (False: the object has no mask annotation).
     """
@@ -40,8 +34,8 @@ class SegmentLoss(nn.Module):
         self.detect = DetectLoss(cfg, num_classes)
 
     def forward(self, outputs: dict, targets: dict) -> tuple[Tensor, dict[str, Tensor]]:
-        total, parts = self.detect(outputs, targets)
-        assign = self.detect.last_assignment
+        assign = self.detect.assign(outputs, targets)
+        total, parts = self.detect.assigned_loss(outputs, targets, assign)
         coef, protos = outputs["coef"], outputs["protos"]
         fg = assign.foreground
         if "masks" in targets and bool(fg.any()):

@@ -11,23 +11,16 @@ a softmax, a matmul and additions, all of which export cleanly to ONNX.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from vision_tasks.grid import cell_centres
 from vision_tasks.models.layers import ConvBlock
 from vision_tasks.models.necks import PyramidNeck
+from vision_tasks.task_api import TaskHead
 
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """What turns dense outputs into at most ``max_detections`` boxes per image."""
-
-    score_threshold: float
-    iou_threshold: float
-    pre_nms_topk: int
-    max_detections: int
+from .postprocess import PostprocessSettings, detections_fixed_k
 
 
 def make_anchor_points(shapes: list[tuple[int, int]], strides: list[int]) -> tuple[Tensor, Tensor]:
@@ -45,7 +38,7 @@ def make_anchor_points(shapes: list[tuple[int, int]], strides: list[int]) -> tup
     for (h, w), s in zip(shapes, strides, strict=True):
         ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
                                 torch.arange(w, dtype=torch.float32), indexing="ij")
-        points.append(torch.stack([xs, ys], dim=-1).reshape(-1, 2).add(0.5).mul(s))
+        points.append(cell_centres(torch.stack([xs, ys], dim=-1).reshape(-1, 2), s))
         point_strides.append(torch.full((h * w,), float(s)))
     return torch.cat(points), torch.cat(point_strides)
 
@@ -84,7 +77,10 @@ class DenseDetectHead(nn.Module):
     - ``cls``: float ``[N, A, C]`` class logits (sigmoid gives per-class scores);
     - ``dist``: float ``[N, A, 4, reg_max]`` logits of each side's distance distribution;
     - ``boxes``: float ``[N, A, 4]`` decoded ``(x1, y1, x2, y2)`` in input pixels, unclipped;
-    - ``points`` ``[A, 2]``, ``point_strides`` ``[A]``, ``bounds`` ``[4]`` = (W, H, W, H).
+    - ``points`` ``[A, 2]`` and ``point_strides`` ``[A]``: where each point is (the loss
+      encodes its targets around them).
+
+    ``bounds`` ``[4]`` = (W, H, W, H) of the input, which the post-processing clips to.
     """
 
     def __init__(self, channels: int, shapes: list[tuple[int, int]], strides: list[int],
@@ -119,14 +115,15 @@ class DenseDetectHead(nn.Module):
         distances = dist_logits.softmax(dim=-1).matmul(self.bins)  # [N, A, 4] in strides
         boxes = decode_distances(distances, self.points, self.point_strides)
         return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
-                "point_strides": self.point_strides, "bounds": self.bounds}
+                "point_strides": self.point_strides}
 
 
-class Detector(nn.Module):
-    """The task's head as the core sees it: neck + dense head (+ post-processing settings).
+class Detector(TaskHead):
+    """The task's head as the core sees it: neck + dense head, and the post-processing
+    settings (thresholds, K) it applies in :meth:`postprocess`.
 
-    ``forward(features: list[Tensor]) -> dict`` (the backbone's stage list in; the dense
-    head's outputs out, plus ``"postprocess"``: :class:`PostprocessSettings`).
+    ``forward(features: list[Tensor]) -> dict``: the backbone's stage list in, the dense
+    head's raw outputs out (see :class:`DenseDetectHead`).
     """
 
     def __init__(self, neck: PyramidNeck, head: DenseDetectHead, settings: PostprocessSettings) -> None:
@@ -136,4 +133,11 @@ class Detector(nn.Module):
         self.settings = settings
 
     def forward(self, features: list[Tensor]) -> dict:
-        return {**self.head(self.neck(features)), "postprocess": self.settings}
+        return self.head(self.neck(features))
+
+    def postprocess(self, raw: dict) -> dict[str, Tensor]:
+        """Raw outputs -> ``boxes`` float32 [N, K, 4] (x1, y1, x2, y2 input pixels),
+        ``scores`` float32 [N, K], ``labels`` int64 [N, K] (class index), ``num_detections``
+        int64 [N]; rows past ``num_detections`` are zero. Traceable (dynamic batch)."""
+        return detections_fixed_k(raw["boxes"], raw["cls"].sigmoid(), self.head.bounds,
+                                  self.settings)

@@ -5,7 +5,8 @@ One ``model.onnx`` is self-describing. Its graph takes
 - ``images``: ``uint8 [N, H, W, 3]``, RGB, letterboxed to ``(H, W)`` (aspect kept, centred,
   padded with ``letterbox.pad_value``); ``N`` is dynamic. Normalisation is inside the graph.
 
-and returns, all batched (``C`` classes, ``K = max_detections``, ``Hm = H / 4``):
+and returns, all batched, the outputs its task's :class:`~vision_tasks.task_spec.TaskSpec`
+declares (``C`` classes, ``K = max_detections``, ``Hm = H / 4``); the built-in tasks:
 
 - classify: ``scores`` float32 ``[N, C]`` probabilities
 - localize: ``scores`` float32 ``[N, C]``, ``boxes`` float32 ``[N, 4]``
@@ -43,14 +44,6 @@ DEFAULT_SCORE_THRESHOLD = 0.25
 Exported graphs keep everything above their own, much lower threshold (0.001 as trained:
 COCO mAP needs the whole precision-recall curve), which in an application is mostly noise;
 ``Predictor(score_threshold=0)`` / ``predict --score-threshold 0`` keep all the graph returns."""
-
-TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "classify": ("scores",),
-    "localize": ("scores", "boxes"),
-    "detect": ("boxes", "scores", "labels", "num_detections"),
-    "segment": ("boxes", "scores", "labels", "num_detections", "masks"),
-}
-"""Output names per task, in graph order. A new task adds its line here."""
 
 METADATA_KEYS: tuple[str, ...] = (
     "task",  # "classify" | "localize" | "detect" | "segment"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vision_tasks.grid import cell_centres, centre_inside
+
 
 def box_crop(boxes: Tensor, height: int, width: int, stride: float) -> Tensor:
     """float ``[..., H, W]`` of 1 where a stride-``stride`` grid cell's centre lies in the box.
@@ -23,11 +25,11 @@ def box_crop(boxes: Tensor, height: int, width: int, stride: float) -> Tensor:
         height, width: the grid (e.g. the prototypes' ``Hm, Wm``).
         stride: input pixels per grid cell.
     """
-    xs = (torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
-    ys = (torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
+    xs = cell_centres(torch.arange(width, device=boxes.device, dtype=boxes.dtype), stride)
+    ys = cell_centres(torch.arange(height, device=boxes.device, dtype=boxes.dtype), stride)
     x1, y1, x2, y2 = (boxes[..., i, None] for i in range(4))
-    in_x = (xs >= x1) & (xs < x2)  # [..., W]
-    in_y = (ys >= y1) & (ys < y2)  # [..., H]
+    in_x = centre_inside(xs, x1, x2)  # [..., W]
+    in_y = centre_inside(ys, y1, y2)  # [..., H]
     return (in_y[..., :, None] & in_x[..., None, :]).to(boxes.dtype)
 
 

@@ -11,7 +11,7 @@ Instance masks from a single-stage detector, the prototype way (YOLACT, Bolya et
 - an object's mask is ``sigmoid(coefficients . prototypes)``, cropped to its box.
 
 So masks cost one small matrix product per kept detection, which the exported graph does
-itself (:mod:`vision_tasks.tasks._segment.postprocess`); nothing here depends on the batch size.
+itself (:mod:`.postprocess`); nothing here depends on the batch size.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from torch import Tensor, nn
 
 from vision_tasks.models.layers import ConvBlock
 from vision_tasks.models.necks import PyramidNeck
+from vision_tasks.task_api import TaskHead
 
-from .._detect.head import DenseDetectHead, PostprocessSettings, _Branch
+from ..detect.head import DenseDetectHead, _Branch
+from ..detect.postprocess import PostprocessSettings, detections_fixed_k
+from .postprocess import assemble_masks
 
 
 class PrototypeNet(nn.Sequential):
@@ -37,16 +40,18 @@ class PrototypeNet(nn.Sequential):
         )
 
 
-class Segmenter(nn.Module):
+class Segmenter(TaskHead):
     """The task's head as the core sees it: neck + dense detection head + mask branch.
 
     ``forward(features: list[Tensor]) -> dict``: the dense head's outputs (``cls``,
-    ``dist``, ``boxes``, ``points``, ``point_strides``, ``bounds``), plus
+    ``dist``, ``boxes``, ``points``, ``point_strides``), plus
 
     - ``coef``: float ``[N, A, P]`` mask coefficients per point;
     - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks (stride ``mask_stride``);
-    - ``mask_stride``: input pixels per prototype pixel (an int);
-    - ``postprocess``: :class:`~vision_tasks.tasks._detect.head.PostprocessSettings`.
+    - ``mask_stride``: input pixels per prototype pixel (an int: where the prototypes lie,
+      as ``points`` says for the dense outputs).
+
+    :meth:`postprocess` applies the detector's settings, then assembles the kept masks.
     """
 
     def __init__(self, neck: PyramidNeck, head: DenseDetectHead, settings: PostprocessSettings,
@@ -66,5 +71,14 @@ class Segmenter(nn.Module):
         out["coef"] = torch.cat(coef, dim=2).transpose(1, 2)  # [N, A, P]
         out["protos"] = self.protonet(maps[0])
         out["mask_stride"] = self.mask_stride
-        out["postprocess"] = self.settings
+        return out
+
+    def postprocess(self, raw: dict) -> dict[str, Tensor]:
+        """Raw outputs -> the detect outputs plus ``masks`` float32 [N, K, Hm, Wm] (mask
+        probabilities in the input frame, zero outside each box and for empty rows)."""
+        out = detections_fixed_k(raw["boxes"], raw["cls"].sigmoid(), self.head.bounds,
+                                 self.settings, with_index=True)
+        index = out.pop("point_index")
+        out["masks"] = assemble_masks(raw["coef"], raw["protos"], index, out["boxes"],
+                                      self.mask_stride)
         return out

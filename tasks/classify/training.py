@@ -1,18 +1,10 @@
-"""Task ``classify``: what is in the image? One label per image.
+"""The training side of ``classify`` (torch): head, loss, metric, drawing, data."""
 
-- head: pool (avg | max | flatten) over the last feature map -> optional hidden
-  fully connected layers -> class logits [N, C]
-- loss: cross-entropy with optional label smoothing
-- post-processing: softmax -> ``scores`` [N, C] (the ONNX contract's output)
-- metrics: top-1, top-k (k = min(5, C)), per-class accuracy, confusion matrix (PNG)
-- data: ImageFolder ``split/<class>/<image>``; synthetic shapes in that layout
-"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,24 +14,14 @@ from vision_tasks.data.imagefolder import build_imagefolder
 from vision_tasks.data.synth import write_imagefolder
 from vision_tasks.models.layers import activation_width, check_activation, make_activation
 from vision_tasks.plotting import pyplot, save_figure
-from vision_tasks.task_api import Evaluator, Task
+from vision_tasks.task_api import Evaluator, Task, TaskHead
+
+from . import SPEC, ClassifyHeadConfig
 
 
-@dataclass
-class ClassifyHeadConfig:
-    pool: Literal["avg", "max", "flatten"] = "avg"
-    hidden: list[int] = field(default_factory=list)  # sizes of hidden fully connected layers
-    activation: str = "relu"
-    dropout: float = 0.0
-
-
-@dataclass
-class ClassifyLossConfig:
-    label_smoothing: float = 0.0
-
-
-class ClassifyHead(nn.Module):
-    """Last feature map [N, C, H, W] -> logits [N, num_classes]."""
+class ClassifyHead(TaskHead):
+    """Last feature map [N, C, H, W] -> logits [N, num_classes]; post-processed: softmax
+    ``scores`` [N, C]."""
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int,
                  cfg: ClassifyHeadConfig) -> None:
@@ -66,6 +48,9 @@ class ClassifyHead(nn.Module):
 
     def forward(self, features: list[Tensor]) -> Tensor:
         return self.classifier(self.pool(features[-1]))
+
+    def postprocess(self, logits: Tensor) -> dict[str, Tensor]:
+        return {"scores": logits.softmax(dim=1)}
 
 
 class ClassifyLoss(nn.Module):
@@ -138,9 +123,7 @@ def draw_confusion_matrix(confusion: Tensor, names: list[str], path: Path) -> No
 
 
 class ClassifyTask(Task):
-    name = "classify"
-    HeadConfig = ClassifyHeadConfig
-    LossConfig = ClassifyLossConfig
+    spec = SPEC
     primary_metric = "top1"
 
     def build_dataset(self, cfg, split, train, class_names=None):
@@ -152,9 +135,6 @@ class ClassifyTask(Task):
 
     def build_loss(self, cfg, num_classes):
         return ClassifyLoss(cfg.loss.label_smoothing)
-
-    def postprocess(self, outputs: Tensor) -> dict[str, Tensor]:
-        return {"scores": outputs.softmax(dim=1)}
 
     def make_evaluator(self, class_names):
         return ClassifyEvaluator(class_names)

@@ -29,11 +29,22 @@ TorchScript exporter (opset < 18).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from .head import PostprocessSettings
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """What turns dense outputs into at most ``max_detections`` boxes per image."""
+
+    score_threshold: float
+    iou_threshold: float
+    pre_nms_topk: int
+    max_detections: int
+
 
 ONNX_OPSET_MIN = 11  # NonMaxSuppression with max_output_boxes_per_class / score_threshold
 
