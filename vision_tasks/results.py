@@ -11,6 +11,8 @@ localize              ``[C]`` probabilities       one :class:`Detection` (the to
 detect                ``None``                    up to K :class:`Detection` s
 segment               ``None``                    up to K, each with a ``mask``
 ====================  ==========================  =========================================
+
+A plug-in task with other outputs puts them in ``Prediction.values``.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ class Prediction:
         scores: float32 ``[C]`` class probabilities (classify, localize), else None.
         detections: objects found (localize, detect, segment); None for tasks without boxes.
         letterbox: how the image was fitted into the model input.
+        values: any other per-image outputs a task returns, JSON-able (e.g. a plug-in task's
+            ``{"count": 3.2}``); None for the built-in tasks.
     """
 
     source: str
@@ -124,6 +128,7 @@ class Prediction:
     scores: np.ndarray | None = field(default=None, repr=False)
     detections: list[Detection] | None = None
     letterbox: Letterbox | None = field(default=None, repr=False)
+    values: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         parts = [repr(self.source), self.task, f"{self.width}x{self.height}"]
@@ -131,6 +136,8 @@ class Prediction:
             parts.append(f"top={self.name} {self.score:.3f}")
         if self.detections is not None:
             parts.append(f"detections={len(self.detections)}")
+        if self.values:
+            parts += [f"{key}={value!r}" for key, value in self.values.items()]
         return f"Prediction({', '.join(parts)})"
 
     def summary(self) -> str:
@@ -139,6 +146,8 @@ class Prediction:
         def at(d: Detection) -> str:
             return f"{d.name} {d.score:.2f} at ({', '.join(f'{v:.0f}' for v in d.box)})"
 
+        if self.values and self.scores is None and self.detections is None:
+            return ", ".join(f"{key} {value}" for key, value in self.values.items())
         if self.scores is not None and self.detections is None:
             return f"{self.name} {self.score:.2f}"
         if self.scores is not None and self.detections:
@@ -180,5 +189,7 @@ class Prediction:
             out.update(top[0], top=top[:top_k])
         if self.detections is not None:
             out["detections"] = [d.to_dict() for d in self.detections]
+        if self.values:
+            out.update({k: v for k, v in self.values.items() if k not in out})
         return out
 
