@@ -251,7 +251,7 @@ def test_category_ids_map_to_contiguous_classes_and_back(tmp_path: Path) -> None
     boxes[0, :2] = torch.as_tensor(targets["boxes"][0])
     preds = {"boxes": boxes, "scores": torch.tensor([[0.9, 0.8, 0, 0]]),
              "labels": torch.tensor([[1, 2, 0, 0]]), "num_detections": torch.tensor([2])}
-    evaluator = CocoEvaluator(data.class_names)
+    evaluator = CocoEvaluator(data.class_names, data.category_ids)
     evaluator.update(preds, targets)
     assert {r["category_id"] for r in evaluator.results} == {17, 90}
     np.testing.assert_allclose(evaluator.results[0]["bbox"], [10, 5, 20, 10], atol=1e-4)

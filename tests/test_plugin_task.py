@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit import coco_split
 
 from vision_tasks.config import load_config
 from vision_tasks.errors import ConfigError
 from vision_tasks.task_spec import get_spec, task_names
-from testkit import coco_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -122,7 +122,7 @@ class CountTask(Task):
     def build_loss(self, cfg, num_classes):
         return L1()
 
-    def make_evaluator(self, class_names):
+    def make_evaluator(self, class_names, category_ids):
         return CountEvaluator()
 
     def synthesize(self, out, n_train, n_val, size, seed):
@@ -171,10 +171,11 @@ def test_its_config_sections_are_validated_by_its_own_dataclasses(count_distribu
 
 
 def test_it_trains_exports_and_is_decoded_by_the_runtime(count_distribution, tmp_path: Path):
-    from vision_tasks.cli import main
-    from vision_tasks.engine.trainer import Trainer
     from vision_tasks.export.onnx_export import export_checkpoint
     from vision_tasks.export.runtime import Predictor
+
+    from vision_tasks.cli import main
+    from vision_tasks.engine.trainer import Trainer
     from vision_tasks.task_api import get_task
 
     data = tmp_path / "data"

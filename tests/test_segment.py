@@ -194,7 +194,7 @@ def test_mask_metrics_reward_the_visible_part_not_the_whole_shape(tmp_path: Path
         preds = {"boxes": torch.tensor([[[8.0, 8, 28, 40], [28, 16, 56, 44]]]),
                  "scores": torch.tensor([[0.9, 0.8]]), "labels": torch.tensor([[0, 1]]),
                  "num_detections": torch.tensor([2]), "masks": masks}
-        evaluator = CocoEvaluator(data.class_names, masks=True)
+        evaluator = CocoEvaluator(data.class_names, data.category_ids, masks=True)
         evaluator.update(preds, targets)
         return evaluator.compute()
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
+from vision_tasks.config import Config
+from vision_tasks.models.backbones import FeatureInfo
 from vision_tasks.task_spec import TaskSpec, get_spec
-
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
-    from vision_tasks.config import Config
-    from vision_tasks.models.backbones import FeatureInfo
 
 
 class TaskHead(nn.Module):
@@ -74,8 +71,8 @@ class Task(ABC):
     def build_dataset(self, cfg: Config, split: str, train: bool,
                       class_names: list[str] | None = None) -> Dataset:
         """The ``data.<split>`` set (with training augmentation if ``train``). Items are
-        ``(image uint8 [3, S, S] letterboxed, target)``; the set has ``class_names`` (and
-        ``category_ids``, the classes' ids in the annotation file, where it has them).
+        ``(image uint8 [3, S, S] letterboxed, target)``; the set has ``class_names`` and
+        ``category_ids`` (each class's id in the annotation file; None without one).
         ``class_names`` given: the model's classes, which the set must map onto."""
 
     def collate(self, batch: list[tuple[Tensor, Any]]) -> tuple[Tensor, Any]:
@@ -93,7 +90,10 @@ class Task(ABC):
         """``loss(raw_outputs, targets) -> (total, {"part": value, ...})``."""
 
     @abstractmethod
-    def make_evaluator(self, class_names: list[str]) -> Evaluator: ...
+    def make_evaluator(self, class_names: list[str],
+                       category_ids: list[int | None] | None) -> Evaluator:
+        """The metric over the model's ``class_names``; ``category_ids``: the evaluated
+        set's id of each class (its ``category_ids``), None for sets without ids."""
 
     @abstractmethod
     def synthesize(self, out: Path, n_train: int, n_val: int, size: int, seed: int) -> dict:

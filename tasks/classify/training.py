@@ -136,7 +136,7 @@ class ClassifyTask(Task):
     def build_loss(self, cfg, num_classes):
         return ClassifyLoss(cfg.loss.label_smoothing)
 
-    def make_evaluator(self, class_names):
+    def make_evaluator(self, class_names, category_ids):
         return ClassifyEvaluator(class_names)
 
     def synthesize(self, out, n_train, n_val, size, seed):

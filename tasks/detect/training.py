@@ -40,8 +40,8 @@ class DetectTask(Task):
     def build_loss(self, cfg, num_classes):
         return DetectLoss(cfg.loss, num_classes)
 
-    def make_evaluator(self, class_names):
-        return CocoEvaluator(class_names)
+    def make_evaluator(self, class_names, category_ids):
+        return CocoEvaluator(class_names, category_ids)
 
     def synthesize(self, out, n_train, n_val, size, seed):
         return write_coco(out, n_train, n_val, size, seed, 1, 6, occlusion=True, overwrite=True)

@@ -162,7 +162,7 @@ class LocalizeTask(Task):
         size = cfg.data.image_size
         return LocalizeLoss(cfg.loss, (size, size))
 
-    def make_evaluator(self, class_names):
+    def make_evaluator(self, class_names, category_ids):
         return LocalizeEvaluator(class_names)
 
     def synthesize(self, out, n_train, n_val, size, seed):

@@ -35,8 +35,8 @@ class SegmentTask(DetectTask):
     def build_loss(self, cfg, num_classes):
         return SegmentLoss(cfg.loss, num_classes)
 
-    def make_evaluator(self, class_names):
-        return CocoEvaluator(class_names, masks=True, mask_threshold=MASK_THRESHOLD)
+    def make_evaluator(self, class_names, category_ids):
+        return CocoEvaluator(class_names, category_ids, masks=True, mask_threshold=MASK_THRESHOLD)
 
 
 TASK = SegmentTask()

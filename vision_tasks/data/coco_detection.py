@@ -136,7 +136,6 @@ class DetectionDataset(Dataset):
             "crowd": self._to_input(lb, [a.box for a in crowds], width, height),
             "letterbox": lb.to_dict(),
             "coco": {"image_id": record.id, "width": width, "height": height, "annotations": gt},
-            "category_ids": self.category_ids,
         }
         if self.masks:
             target["masks"], target["mask_valid"] = self._object_masks(record, objects, lb, width,
@@ -232,8 +231,7 @@ def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]
                       ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Items -> ``(images uint8 [N, 3, S, S], targets)``; targets pad objects to the batch's
     most: ``boxes`` float32 [N, M, 4], ``labels`` int64 [N, M] (-1 = padding), ``crowd``
-    float32 [N, K, 4] (zero boxes = padding), plus the lists ``letterbox`` and ``coco`` and
-    ``category_ids`` (of the first item; one data set per batch)."""
+    float32 [N, K, 4] (zero boxes = padding), plus the lists ``letterbox`` and ``coco``."""
     images, targets = zip(*batch, strict=True)
     n = len(targets)
     m = max((len(t["labels"]) for t in targets), default=0)
@@ -246,8 +244,7 @@ def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]
         labels[i, : len(t["labels"])] = torch.as_tensor(t["labels"])
         crowd[i, : len(t["crowd"])] = torch.as_tensor(t["crowd"])
     out = {"boxes": boxes, "labels": labels, "crowd": crowd,
-           "letterbox": [t["letterbox"] for t in targets], "coco": [t["coco"] for t in targets],
-           "category_ids": targets[0]["category_ids"]}
+           "letterbox": [t["letterbox"] for t in targets], "coco": [t["coco"] for t in targets]}
     if "masks" in targets[0]:
         hm, wm = targets[0]["masks"].shape[1:]
         masks = torch.zeros(n, m, hm, wm, dtype=torch.uint8)

@@ -52,6 +52,7 @@ class ImageFolderDataset(Dataset):
             items = [(path, remap[label]) for path, label in items]
             classes = list(class_names)
         self.class_names = classes
+        self.category_ids: list[int | None] | None = None  # ImageFolder classes have no ids
         self.items = items
         self.image_size = image_size
         self.augment = augment

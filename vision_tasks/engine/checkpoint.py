@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from vision_tasks import __version__
-from vision_tasks.config import Config, config_from_dict
+from vision_tasks.config import Config, apply_overrides, config_from_dict
 from vision_tasks.errors import CheckpointError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import TaskModel, build_model
@@ -48,8 +48,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: list[str] | None = None) -> Config:
-    from vision_tasks.config import apply_overrides
-
     if not isinstance(ckpt.get("config"), dict):
         raise CheckpointError(f"{path}: checkpoint has no config; pass RUN/weights/best.pt or last.pt "
                               "from vision-tasks train")

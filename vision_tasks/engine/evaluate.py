@@ -30,7 +30,7 @@ def score_batches(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], ta
                   desc: str = "val") -> tuple[dict[str, Any], Any]:
     """Feed every batch (uint8 images [N, 3, S, S]) to ``predict`` and score its contract
     outputs (CPU tensors) with the task's evaluator; returns (metrics, evaluator)."""
-    evaluator = task.make_evaluator(class_names)
+    evaluator = task.make_evaluator(class_names, loader.dataset.category_ids)
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         evaluator.update(predict(images), targets)
     return evaluator.compute(), evaluator

@@ -71,21 +71,23 @@ class CocoEvaluator(Evaluator):
     also the segment contract's ``masks`` [N, K, Hm, Wm]); ``targets`` carries ``letterbox``
     (list of :meth:`Letterbox.to_dict`), ``coco`` (list of per-image ground-truth dicts:
     ``image_id``, ``width``, ``height``, ``annotations``, each with ``segmentation`` for
-    masks) and ``category_ids`` (original id per class index).
+    masks).
     """
 
-    def __init__(self, class_names: list[str], masks: bool = False,
-                 mask_threshold: float = 0.5) -> None:
+    def __init__(self, class_names: list[str], category_ids: list[int | None] | None,
+                 masks: bool = False, mask_threshold: float = 0.5) -> None:
         self.names = class_names
         self.masks, self.mask_threshold = masks, mask_threshold
-        self.category_ids: list[int | None] = []
+        # The evaluated set's id of each class: results and ground truth in the file's ids
+        # (a set without ids: the class index).
+        self.category_ids: list[int | None] = (list(category_ids) if category_ids is not None
+                                               else list(range(len(class_names))))
         self.images: dict[int, dict[str, Any]] = {}
         self.results: list[dict[str, Any]] = []
         self.coco_eval: Any = None  # the box evaluation (its PR curves are plotted)
         self.mask_eval: Any = None
 
     def update(self, predictions: dict[str, torch.Tensor], targets: Any) -> None:
-        self.category_ids = list(targets["category_ids"])
         counts = predictions["num_detections"].tolist()
         for i, (record, lb) in enumerate(zip(targets["coco"], targets["letterbox"], strict=True)):
             self.images[int(record["image_id"])] = record
