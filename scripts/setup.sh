@@ -8,3 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+# The editable build leaves vision_tasks.egg-info in the checkout; the installed metadata is in
+# .venv. A stale copy would shadow it for programs run from here (its entry points: the tasks,
+# backbones and verbs), so it does not stay.
+rm -rf vision_tasks.egg-info

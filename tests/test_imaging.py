@@ -262,3 +262,19 @@ def test_load_then_letterbox_from_encoded_bytes() -> None:
     Image.fromarray(_noise(30, 90)).save(buf, format="PNG")
     out, lb = letterbox(load_image(buf.getvalue()), 32)
     assert out.shape == (32, 32, 3) and (lb.width, lb.height) == (90, 30)
+
+
+def test_one_lazily_opened_pil_image_decodes_from_several_threads_at_once():
+    """The predict pipeline's workers may get the same PIL object twice (``[img] * 2``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vision_tasks.imaging import load_image
+
+    buf = io.BytesIO()
+    Image.fromarray(_noise(128, 128, seed=3)).save(buf, "PNG")
+    want = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    for _ in range(30):
+        img = Image.open(io.BytesIO(buf.getvalue()))  # not loaded yet
+        with ThreadPoolExecutor(4) as pool:
+            for got in pool.map(load_image, [img] * 4):
+                np.testing.assert_array_equal(got, want)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,6 +42,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
                   Image.DecompressionBombError)
 # Modes whose alpha (or palette transparency) is dropped by going through RGBA.
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA", "P")
+_PIL_LOAD = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -159,7 +161,11 @@ def _pil_decode(data: bytes, name: str) -> np.ndarray:
 
 def _from_pil(img: Image.Image, name: str) -> np.ndarray:
     try:
-        img.load()  # force the full decode so that truncated data fails here
+        # Force the full decode so that truncated data fails here. A lazily opened image is
+        # not safe to load from two threads at once (the predict pipeline's workers may get
+        # the same object twice), so its first load is serialised.
+        with _PIL_LOAD:
+            img.load()
         img = ImageOps.exif_transpose(img)  # a transposed copy; the caller's image is untouched
         if img.mode.startswith("I"):  # 16-bit gray: keep full depth, scaled in _to_uint8
             arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)

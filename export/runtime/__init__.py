@@ -20,9 +20,12 @@ from vision_tasks.contract import (
     ModelFileError,
     ModelMetadata,
 )
+from vision_tasks.errors import DeviceError, OutputExistsError
+from vision_tasks.imaging import ImageError
 from vision_tasks.results import ClassScore, Detection, Prediction
 
 from .predictor import Predictor
 
-__all__ = ["CONTRACT_VERSION", "ClassScore", "Detection", "ModelFileError",
+__all__ = ["CONTRACT_VERSION", "ClassScore", "Detection", "DeviceError", "ImageError",
+           "ModelFileError", "OutputExistsError",
            "ModelMetadata", "Prediction", "Predictor"]

@@ -1,6 +1,6 @@
 """Masks of the kept detections, assembled inside the graph.
 
-After the detector's fixed-K post-processing (:func:`vision_tasks.tasks._detect.postprocess.
+After the detector's fixed-K post-processing (:func:`vision_tasks.tasks.detect.postprocess.
 detections_fixed_k`, asked for each detection's point index), each detection's ``P``
 coefficients are gathered from its point and multiplied with its image's prototypes:
 ``[N, K, P] @ [N, P, Hm*Wm]``, a sigmoid, and a crop to the detection's box (a prototype

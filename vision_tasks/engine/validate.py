@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vision_tasks.contract import ModelFileError
 from vision_tasks.engine.checkpoint import model_from_checkpoint
 from vision_tasks.engine.evaluate import evaluate, make_loader, write_metrics_json
 from vision_tasks.engine.trainer import select_device
@@ -24,7 +25,7 @@ def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | 
     path = Path(model_path)
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise VisionTasksError(f"{path}: model file not found; pass RUN/weights/best.pt or an exported model")
+        raise ModelFileError(f"{path}: model file not found; pass RUN/weights/best.pt or an exported model")
     if suffix in (evaluators or {}):
         metrics, evaluator = evaluators[suffix].load()(path, overrides, batch_size, device, progress)
     elif suffix in (".pt", ".pth"):

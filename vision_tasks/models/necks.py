@@ -14,6 +14,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vision_tasks.errors import ConfigError
 from vision_tasks.models.layers import ConvBlock
 
 NeckKind = Literal["fpn", "pan"]
@@ -32,7 +33,7 @@ class PyramidNeck(nn.Module):
                  act: str = "silu") -> None:
         super().__init__()
         if kind not in ("fpn", "pan"):
-            raise ValueError(f"model.head.neck: expected 'fpn' or 'pan', got {kind!r}")
+            raise ConfigError(f"model.head.neck: expected 'fpn' or 'pan', got {kind!r}")
         self.kind = kind
         self.levels = len(in_channels)
         self.lateral = nn.ModuleList(ConvBlock(c, channels, 1, act=act) for c in in_channels)
