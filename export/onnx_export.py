@@ -36,11 +36,18 @@ from torch import Tensor, nn
 
 from vision_tasks import __version__
 from vision_tasks.config import Config
-from vision_tasks.contract import INPUT_NAME, ModelMetadata
-from vision_tasks.engine.checkpoint import load_checkpoint, model_from_state
+from vision_tasks.contract import INPUT_NAME, MULTI_HEAD_VERSION, MULTI_TASK, ModelMetadata
+from vision_tasks.engine.checkpoint import (
+    HeadInfo,
+    checkpoint_config,
+    load_checkpoint,
+    model_from_state,
+    multi_model_from_state,
+)
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import TaskModel
+from vision_tasks.models.multi import HeadView, MultiTaskModel, output_name
 from vision_tasks.task_api import Task
 from vision_tasks.task_spec import TaskSpec
 
@@ -61,7 +68,7 @@ class ExportWrapper(nn.Module):
     (labels, counts) are int64.
     """
 
-    def __init__(self, model: TaskModel, output_names: tuple[str, ...],
+    def __init__(self, model: TaskModel | MultiTaskModel, output_names: tuple[str, ...],
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.model, self.dtype = model, dtype
@@ -141,8 +148,41 @@ def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[st
     (``category_ids``: the original id of each class, as the checkpoint recorded them),
     checked by ``onnx.checker``."""
     model = model.eval().cpu().float()
+    names = output_names(model, task.spec, cfg.data.image_size)
+    proto, sample_outputs = _trace(model, names, cfg.data.image_size, opset, fp16,
+                                   task.onnx_translations, task.name)
+    meta = build_metadata(task.spec, cfg, class_names, names, sample_outputs, category_ids)
+    return _finish(proto, meta)
+
+
+def export_multi_model(model: MultiTaskModel, cfg: Config, heads: dict[str, HeadInfo], *,
+                       opset: int = DEFAULT_OPSET, fp16: bool = False) -> onnx.ModelProto:
+    """One ONNX graph of every head of ``model``: one input, each head's outputs under
+    ``<head>.<output>``, each head's post-processing inside; contract version 2 metadata
+    (``heads``: each head's task, classes, outputs and thresholds)."""
+    model = model.eval().cpu().float()
     size = cfg.data.image_size
-    names = output_names(model, task.spec, size)
+    per_head = {name: output_names(HeadView(model, name), info.task.spec, size)
+                for name, info in heads.items()}
+    names = tuple(output_name(head, out) for head, outs in per_head.items() for out in outs)
+    translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
+    proto, sample_outputs = _trace(model, names, size, opset, fp16, translations, "multi-head")
+    by_name = dict(zip(names, sample_outputs, strict=True))
+    head_meta = {name: build_metadata(info.task.spec, cfg.for_head(name), info.class_names,
+                                      per_head[name],
+                                      tuple(by_name[output_name(name, o)] for o in per_head[name]),
+                                      info.category_ids)
+                 for name, info in heads.items()}
+    meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,
+                         contract_version=MULTI_HEAD_VERSION, package_version=__version__,
+                         config=cfg.to_dict(), heads=head_meta)
+    return _finish(proto, meta)
+
+
+def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int, fp16: bool,
+           translations: dict[Any, Any], what: str) -> tuple[onnx.ModelProto, tuple[Tensor, ...]]:
+    """The exported graph of ``model`` with ``names`` outputs, and its fp32 outputs on a
+    sample batch (for the metadata)."""
     dtype = torch.float16 if fp16 else torch.float32
     graph_model = copy.deepcopy(model).to(dtype) if fp16 else model
     wrapper = ExportWrapper(graph_model, names, dtype).eval()
@@ -150,10 +190,10 @@ def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[st
     with torch.no_grad():
         sample_outputs = ExportWrapper(model, names)(sample)
     try:
-        proto = _to_onnx(wrapper, sample, opset, task.onnx_translations)
+        proto = _to_onnx(wrapper, sample, opset, translations)
     except Exception as err:
         first = " ".join(str(err).split())[:300]
-        raise ExportError(f"torch.onnx.export failed for this {task.name} model at opset "
+        raise ExportError(f"torch.onnx.export failed for this {what} model at opset "
                           f"{opset} ({type(err).__name__}: {first})") from err
     got = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if got != opset:
@@ -161,9 +201,13 @@ def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[st
                           f"use --opset {DEFAULT_OPSET}")
     for node in proto.graph.node:  # the exporter's per-node stack traces and source paths:
         del node.metadata_props[:]  # not part of the contract, and they make files differ
-    meta = build_metadata(task.spec, cfg, class_names, names, sample_outputs, category_ids)
+    return proto, sample_outputs
+
+
+def _finish(proto: onnx.ModelProto, meta: ModelMetadata) -> onnx.ModelProto:
+    """``meta`` written into ``proto``, checked by ``onnx.checker``."""
     onnx.helper.set_model_props(proto, meta.to_props())
-    proto.doc_string = f"vision-tasks {task.name} model, ONNX contract v{meta.contract_version}"
+    proto.doc_string = f"vision-tasks {meta.task} model, ONNX contract v{meta.version_needed}"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as err:
@@ -183,7 +227,10 @@ class ExportResult:
 
     def summary(self) -> str:
         h, w = self.metadata.input_size
-        text = (f"exported {self.path} ({self.metadata.task}, {self.metadata.num_classes} classes, "
+        meta = self.metadata
+        what = (f"multi-head: {', '.join(f'{n} {h.task} {h.num_classes} classes' for n, h in meta.heads.items())}"
+                if meta.heads else f"{meta.task}, {meta.num_classes} classes")
+        text = (f"exported {self.path} ({what}, "
                 f"input uint8 [N, {h}, {w}, 3], opset {self.opset}, {self.precision}, "
                 f"{self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s)")
         if self.parity is not None:
@@ -210,18 +257,25 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     if opset < 7:
         raise ExportError(f"--opset {opset} is too old; use {DEFAULT_OPSET} (the default)")
     state = load_checkpoint(checkpoint)
-    model, cfg, task, names = model_from_state(state, checkpoint)
     out = Path(out) if out is not None else default_output(checkpoint, fp16)
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16,
-                         category_ids=state.get("category_ids"))
+    if checkpoint_config(state, checkpoint).heads:
+        model, cfg, heads = multi_model_from_state(state, checkpoint)
+        proto = export_multi_model(model, cfg, heads, opset=opset, fp16=fp16)
+        first = next(iter(heads))  # the check runs on the first head's val images
+        check_cfg, task, names = cfg.for_head(first), heads[first].task, heads[first].class_names
+    else:
+        model, cfg, task, names = model_from_state(state, checkpoint)
+        proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16,
+                             category_ids=state.get("category_ids"))
+        check_cfg = cfg
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(out))
     data = proto.SerializeToString()
     precision = "fp16" if fp16 else "fp32"
     report = None
     if check:
-        images, source = check_images(cfg, task, names)
+        images, source = check_images(check_cfg, task, names)
         reference = ExportWrapper(model, meta.outputs).eval()
         report = check_parity(data, reference, images, source, precision)
     with atomic_path(out, durable=True) as tmp:

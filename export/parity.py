@@ -36,6 +36,7 @@ from vision_tasks.config import Config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import letterbox
+from vision_tasks.models.multi import OUTPUT_SEPARATOR
 from vision_tasks.task_api import Task
 
 PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}
@@ -125,7 +126,19 @@ def _tolerance(name: str, value: np.ndarray, precision: str, side: int) -> float
 
 def compare(reference: dict[str, np.ndarray], actual: dict[str, np.ndarray], precision: str,
             side: int) -> list[OutputDiff]:
-    """Per-output max abs difference and its tolerance (see the module docstring)."""
+    """Per-output max abs difference and its tolerance (see the module docstring); a
+    multi-head model's outputs (``<head>.<output>``) are compared head by head."""
+    heads = sorted({name.split(OUTPUT_SEPARATOR, 1)[0] for name in reference
+                    if OUTPUT_SEPARATOR in name})
+    if heads:
+        diffs = []
+        for head in heads:
+            prefix = head + OUTPUT_SEPARATOR
+            ref = {k.removeprefix(prefix): v for k, v in reference.items() if k.startswith(prefix)}
+            act = {k.removeprefix(prefix): v for k, v in actual.items() if k.startswith(prefix)}
+            diffs += [OutputDiff(prefix + d.name, d.max_abs_diff, d.tolerance)
+                      for d in compare(ref, act, precision, side)]
+        return diffs
     if "num_detections" in reference:
         return compare_detections(reference, actual, precision, side)
     diffs = []

@@ -16,7 +16,7 @@ from vision_tasks.export.onnx_export import ExportWrapper, export_checkpoint, ou
 from vision_tasks.export.parity import ExportCheckError, check_images, check_parity
 
 from vision_tasks.cli import main
-from vision_tasks.contract import CONTRACT_VERSION, METADATA_KEYS
+from vision_tasks.contract import METADATA_KEYS, SINGLE_TASK_VERSION
 from vision_tasks.engine.checkpoint import model_from_checkpoint
 
 
@@ -57,7 +57,7 @@ def test_every_metadata_value_parses_as_json_and_describes_the_model(exported, t
     assert values["letterbox"] == {"pad_value": 114, "align": "center"}
     assert values["outputs"] == ["scores"]
     assert values["thresholds"] == {} and values["max_detections"] is None
-    assert values["contract_version"] == CONTRACT_VERSION
+    assert values["contract_version"] == SINGLE_TASK_VERSION  # a single-task file needs v1 readers only
     assert values["config"] == json.loads(json.dumps(cfg.to_dict()))
 
 

@@ -107,6 +107,31 @@ class TrainConfig:
 
 
 @dataclass
+class HeadData:
+    """Where one head of a multi-head model trains and validates (as ``data.train/val``)."""
+
+    train: str | dict[str, str] | None = None
+    val: str | dict[str, str] | None = None
+
+
+@dataclass
+class HeadSection:
+    """One head of a multi-head model: its task, its own sections, loss weight and data."""
+
+    task: str = ""
+    weight: float = 1.0  # of this head's loss in the joint loss
+    data: HeadData = field(default_factory=HeadData)
+    # Validated against the head's task spec, as model.head / loss / task_options are.
+    head: Any = field(default_factory=dict)
+    loss: Any = field(default_factory=dict)
+    task_options: Any = field(default_factory=dict)
+
+
+MULTI = "multi"
+"""The ``task`` of a multi-head config (one with a ``heads`` section)."""
+
+
+@dataclass
 class Config:
     task: str = "classify"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -117,10 +142,26 @@ class Config:
     # Task-owned data options (e.g. localize's multi_object policy); validated against
     # the task's OptionsConfig dataclass.
     task_options: Any = field(default_factory=dict)
+    # A multi-head model (task: multi): head name -> its section. The backbone, data.image_size,
+    # data.augment/workers and train are shared; each head brings its task's sections and data.
+    heads: dict[str, HeadSection] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of plain values (YAML/JSON friendly)."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.heads:  # a single-task config reads as it always did
+            del out["heads"]
+        return out
+
+    def for_head(self, name: str) -> Config:
+        """The single-task config of head ``name`` of a multi-head config: the shared
+        backbone, image size, augmentation and training settings, with the head's task,
+        sections and data. Every task's code reads its head through this view."""
+        section = self.heads[name]
+        data = dataclasses.replace(self.data, train=section.data.train, val=section.data.val)
+        model = dataclasses.replace(self.model, head=section.head)
+        return dataclasses.replace(self, task=section.task, model=model, data=data,
+                                   loss=section.loss, task_options=section.task_options, heads={})
 
 
 # ---------------------------------------------------------------- validation
@@ -282,16 +323,56 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     """Validate a raw mapping into a :class:`Config`, including task-owned sections."""
+    if raw.get("heads"):
+        raw = {"task": MULTI, **raw}
     cfg = _from_dict(Config, raw, "", source)
-    try:
-        spec = get_spec(cfg.task)
-    except KeyError as err:
-        raise ConfigError(f"{source}: task: {err.args[0]}") from None
-    cfg.model.head = validate_section(spec.head_config, cfg.model.head, "model.head", source)
-    cfg.loss = validate_section(spec.loss_config, cfg.loss, "loss", source)
-    cfg.task_options = validate_section(spec.options_config, cfg.task_options, "task_options", source)
+    if cfg.heads or cfg.task == MULTI:
+        _check_heads(cfg, source)
+    else:
+        _validate_task_sections(cfg, cfg.task, "", source)
     _check_values(cfg, source)
     return cfg
+
+
+def _validate_task_sections(holder: Any, task: str, prefix: str, source: str) -> None:
+    """Validate the task-owned sections of ``holder`` (a config, or a head section whose
+    keys sit under ``prefix``) against the spec of ``task``."""
+    try:
+        spec = get_spec(task)
+    except KeyError as err:
+        _fail(source, f"{prefix}task", err.args[0])
+    if prefix:  # a head section: head / loss / task_options
+        holder.head = validate_section(spec.head_config, holder.head, f"{prefix}head", source)
+    else:
+        holder.model.head = validate_section(spec.head_config, holder.model.head, "model.head", source)
+    holder.loss = validate_section(spec.loss_config, holder.loss, f"{prefix}loss", source)
+    holder.task_options = validate_section(spec.options_config, holder.task_options,
+                                           f"{prefix}task_options", source)
+
+
+def _check_heads(cfg: Config, source: str) -> None:
+    if cfg.task != MULTI:
+        _fail(source, "task", f"a config with heads is a multi-head model: task must be '{MULTI}' "
+              f"(or left out), got {cfg.task!r}")
+    if not cfg.heads:
+        _fail(source, "heads", "a multi-head config needs at least one head, e.g. heads: "
+              "{classify: {task: classify, data: {train: ..., val: ...}}}")
+    for key, value in (("model.head", cfg.model.head), ("loss", cfg.loss),
+                       ("task_options", cfg.task_options)):
+        if value:
+            _fail(source, key, "a multi-head config sets this per head (heads.<name>."
+                  f"{key.removeprefix('model.')}), not at the top")
+    for name, section in cfg.heads.items():
+        if not name.isidentifier() or not name.islower():
+            _fail(source, f"heads.{name}", "a head name is a lower-case identifier (it prefixes "
+                  "the head's ONNX outputs, e.g. detect.boxes)")
+        if not section.task:
+            _fail(source, f"heads.{name}.task", "missing; name the head's task, e.g. task: detect")
+        if section.task == MULTI:
+            _fail(source, f"heads.{name}.task", "a head is a single task, not 'multi'")
+        if section.weight <= 0:
+            _fail(source, f"heads.{name}.weight", f"must be positive, got {section.weight}")
+        _validate_task_sections(section, section.task, f"heads.{name}.", source)
 
 
 def _check_values(cfg: Config, source: str) -> None:

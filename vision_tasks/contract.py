@@ -34,8 +34,20 @@ from typing import Any
 
 from vision_tasks.errors import VisionTasksError
 
-CONTRACT_VERSION = 1
-"""Bumped whenever a consumer would have to change to read a newer file."""
+CONTRACT_VERSION = 2
+"""The newest contract this package reads and writes; bumped whenever a consumer would have to
+change to read a newer file. A file records the lowest version a reader needs: 1 for a
+single-task model (its layout has not changed since version 1), 2 for a multi-head model."""
+
+SINGLE_TASK_VERSION = 1
+MULTI_HEAD_VERSION = 2
+"""Version 2 added multi-head files: ``task`` is ``"multi"``, every output is named
+``<head>.<output>`` (``detect.boxes``, ``classify.scores``), ``class_names`` is empty, and
+``heads`` maps each head, in graph order, to its own ``task``, ``class_names``, ``outputs``
+(unprefixed), ``thresholds``, ``max_detections``, optional ``category_ids`` and any key its task
+records. A multi-head file of one head is valid."""
+
+MULTI_TASK = "multi"
 
 INPUT_NAME = "images"
 
@@ -61,7 +73,10 @@ METADATA_KEYS: tuple[str, ...] = (
     "config",  # the resolved training config (a mapping)
 )
 """Required metadata keys, each value JSON. Optional: ``category_ids`` (COCO ids of
-``class_names``, for detect / segment results) and any task-specific key (JSON too)."""
+``class_names``, for detect / segment results), ``heads`` (multi-head files, version 2) and
+any task-specific key (JSON too)."""
+
+_HEAD_KEYS = ("task", "class_names", "outputs", "thresholds", "max_detections", "category_ids")
 
 _EXPORT_HINT = "export a checkpoint with `vision-tasks export RUN/weights/best.pt --out model.onnx`"
 
@@ -81,15 +96,34 @@ class ModelMetadata:
     pad_value: int = 114
     thresholds: dict[str, float] = field(default_factory=dict)
     max_detections: int | None = None
-    contract_version: int = CONTRACT_VERSION
+    contract_version: int = SINGLE_TASK_VERSION
     package_version: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     category_ids: tuple[int, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other JSON keys a task records
+    # A multi-head file (task "multi"): head name -> that head's metadata, in graph order.
+    heads: dict[str, ModelMetadata] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def is_multi_head(self) -> bool:
+        return self.task == MULTI_TASK
+
+    @property
+    def version_needed(self) -> int:
+        """The contract version this file records: the lowest a reader needs."""
+        return MULTI_HEAD_VERSION if self.heads else self.contract_version
+
+    def _head_values(self) -> dict[str, Any]:
+        values = {"task": self.task, "class_names": list(self.class_names),
+                  "outputs": list(self.outputs), "thresholds": dict(self.thresholds),
+                  "max_detections": self.max_detections}
+        if self.category_ids is not None:
+            values["category_ids"] = list(self.category_ids)
+        return {**values, **{k: v for k, v in self.extra.items() if k not in values}}
 
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` of the ONNX file: key -> JSON text."""
@@ -104,12 +138,14 @@ class ModelMetadata:
             "outputs": list(self.outputs),
             "thresholds": dict(self.thresholds),
             "max_detections": self.max_detections,
-            "contract_version": self.contract_version,
+            "contract_version": self.version_needed,
             "package_version": self.package_version,
             "config": self.config,
         }
         if self.category_ids is not None:
             values["category_ids"] = list(self.category_ids)
+        if self.heads:
+            values["heads"] = {name: head._head_values() for name, head in self.heads.items()}
         values.update({k: v for k, v in self.extra.items() if k not in values})
         return {key: json.dumps(value, sort_keys=False) for key, value in values.items()}
 
@@ -131,6 +167,8 @@ class ModelMetadata:
         if version > CONTRACT_VERSION:
             raise ModelFileError(f"{source}: ONNX contract version {version} is newer than this "
                                  f"runtime understands ({CONTRACT_VERSION}); upgrade vision-tasks")
+        if version >= MULTI_HEAD_VERSION and values.get("task") == MULTI_TASK:
+            return cls._multi_head(props, values, version, source)
         missing = [key for key in METADATA_KEYS if key not in values]
         if missing:
             raise ModelFileError(f"{source}: incomplete vision-tasks metadata (missing "
@@ -153,6 +191,41 @@ class ModelMetadata:
             extra={key: _lenient(text) for key, text in props.items()
                    if key not in METADATA_KEYS and key != "category_ids"},
         )
+
+    @classmethod
+    def _multi_head(cls, props: Mapping[str, str], values: dict[str, Any], version: int,
+                    source: str) -> ModelMetadata:
+        """A version-2 multi-head file: the shared keys, and each head's own."""
+        missing = [key for key in METADATA_KEYS if key not in values and key != "class_names"]
+        if missing or "heads" not in props:
+            raise ModelFileError(f"{source}: incomplete multi-head metadata (missing "
+                                 f"{', '.join(missing or ['heads'])}); {_EXPORT_HINT}")
+        raw_heads = _check(_parse(props, "heads", source), dict, source, "heads", "a mapping")
+        if not raw_heads:
+            _bad(source, "heads", "a mapping of at least one head", raw_heads)
+        shared = {"input_size": _input_size(values["input_size"], source),
+                  "pad_value": _pad_value(values["letterbox"], source),
+                  "contract_version": version, "package_version": str(values["package_version"])}
+        heads = {}
+        for name, head in raw_heads.items():
+            where = f"heads.{name}"
+            if not isinstance(head, dict) or any(k not in head for k in _HEAD_KEYS[:5]):
+                _bad(source, where, f"a mapping with {', '.join(_HEAD_KEYS[:5])}", head)
+            ids = head.get("category_ids")
+            heads[name] = cls(
+                task=_check(head["task"], str, source, f"{where}.task", "a task name"),
+                class_names=tuple(_check_list(head["class_names"], str, source, f"{where}.class_names")),
+                outputs=tuple(_check_list(head["outputs"], str, source, f"{where}.outputs")),
+                thresholds=_check(head["thresholds"], dict, source, f"{where}.thresholds", "a mapping"),
+                max_detections=_max_detections(head["max_detections"], source),
+                category_ids=(tuple(_check_list(ids, int, source, f"{where}.category_ids"))
+                              if ids is not None else None),
+                extra={k: v for k, v in head.items() if k not in _HEAD_KEYS}, **shared)
+        outputs = tuple(_check_list(values["outputs"], str, source, "outputs"))
+        return cls(task=MULTI_TASK, class_names=(), outputs=outputs, thresholds={},
+                   max_detections=None,
+                   config=_check(values["config"], dict, source, "config", "a mapping"),
+                   heads=heads, **shared)
 
 
 def _parse(props: Mapping[str, str], key: str, source: str) -> Any:

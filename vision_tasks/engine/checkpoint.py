@@ -11,6 +11,7 @@ Contents (all plain tensors, numbers, strings, lists and dicts, so that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from vision_tasks.config import Config, apply_overrides, config_from_dict
 from vision_tasks.errors import CheckpointError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import TaskModel, build_model
+from vision_tasks.models.multi import MultiTaskModel, build_multi_model
 from vision_tasks.models.weights import CHECKPOINT_FORMAT, read_weights_file
 from vision_tasks.task_api import Task, get_task
 
@@ -65,12 +67,50 @@ def model_from_state(ckpt: dict[str, Any], path: str | Path, overrides: list[str
                      use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
     """:func:`model_from_checkpoint` of a checkpoint already loaded from ``path``."""
     cfg = checkpoint_config(ckpt, path, overrides)
+    if cfg.heads:
+        raise CheckpointError(f"{path}: a multi-head checkpoint ({', '.join(cfg.heads)}); this "
+                              "command takes a single-task one")
     task = get_task(cfg.task)
     if "class_names" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: incomplete checkpoint (no class_names or model weights); "
                               "pass RUN/weights/best.pt or last.pt from vision-tasks train")
     names = list(ckpt["class_names"])
     model = build_model(cfg, task, len(names), load_pretrained=False)
+    _load_weights(model, ckpt, path, use_ema)
+    return model.eval(), cfg, task, names
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """One head of a multi-head checkpoint: its task (training side) and classes."""
+
+    task: Task
+    class_names: list[str]
+    category_ids: list[int | None] | None
+
+
+def multi_model_from_state(ckpt: dict[str, Any], path: str | Path,
+                           overrides: list[str] | None = None, use_ema: bool = True
+                           ) -> tuple[MultiTaskModel, Config, dict[str, HeadInfo]]:
+    """The model of a multi-head checkpoint (EMA weights when present), in eval mode, its
+    config and each head's task and classes, in the config's head order."""
+    cfg = checkpoint_config(ckpt, path, overrides)
+    recorded = ckpt.get("heads")
+    if not cfg.heads or not isinstance(recorded, dict) or set(recorded) != set(cfg.heads):
+        raise CheckpointError(f"{path}: not a multi-head checkpoint (no heads section that "
+                              "matches its config); pass one from `vision-tasks compose` or a "
+                              "multi-head `train`")
+    heads = {name: HeadInfo(get_task(cfg.heads[name].task), list(recorded[name]["class_names"]),
+                            recorded[name].get("category_ids"))
+             for name in cfg.heads}
+    model = build_multi_model(cfg, {n: len(h.class_names) for n, h in heads.items()},
+                              load_pretrained=False)
+    _load_weights(model, ckpt, path, use_ema)
+    return model.eval(), cfg, heads
+
+
+def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path,
+                  use_ema: bool) -> None:
     weights = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
     try:
         model.load_state_dict(weights)
@@ -79,4 +119,3 @@ def model_from_state(ckpt: dict[str, Any], path: str | Path, overrides: list[str
         first = lines[min(1, len(lines) - 1)].strip().rstrip(".")[:200]
         raise CheckpointError(f"{path}: its weights do not fit the model its config builds ({first}); "
                               "drop --set overrides of model.* keys") from None
-    return model.eval(), cfg, task, names

@@ -29,10 +29,15 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Average the parameters; copy the buffers. Both modules list them in the same order."""
+        """Average the trained parameters; copy the frozen ones (an average of a constant
+        drifts by rounding, and frozen means as loaded, bit for bit) and the buffers. Both
+        modules list them in the same order."""
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
         for target, value in zip(self.module.parameters(), model.parameters(), strict=True):
-            target.mul_(d).add_(value.detach(), alpha=1 - d)
+            if value.requires_grad:
+                target.mul_(d).add_(value.detach(), alpha=1 - d)
+            else:
+                target.copy_(value)
         for target, value in zip(self.module.buffers(), model.buffers(), strict=True):
             target.copy_(value)

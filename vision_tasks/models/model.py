@@ -48,13 +48,20 @@ class TaskModel(nn.Module):
         return self.head.postprocess(raw)
 
 
-def build_model(cfg: Config, task: Task, num_classes: int, load_pretrained: bool = True) -> TaskModel:
-    """Backbone (with its starting weights and freezing) plus the task's head."""
+def build_shared_backbone(cfg: Config, load_pretrained: bool = True) -> Backbone:
+    """``model.backbone`` for ``data.image_size`` inputs, with its starting weights (unless
+    ``load_pretrained`` is off: a checkpoint's weights come next) and its frozen stages."""
     bcfg = cfg.model.backbone
-    size = cfg.data.image_size
-    backbone = build_backbone(bcfg, size)
+    backbone = build_backbone(bcfg, cfg.data.image_size)
     if load_pretrained and bcfg.pretrained:
         load_backbone_weights(backbone, bcfg.pretrained, bcfg.name)
     apply_freeze(backbone, bcfg.freeze)
+    return backbone
+
+
+def build_model(cfg: Config, task: Task, num_classes: int, load_pretrained: bool = True) -> TaskModel:
+    """Backbone (with its starting weights and freezing) plus the task's head."""
+    backbone = build_shared_backbone(cfg, load_pretrained)
+    size = cfg.data.image_size
     head = task.build_head(cfg, backbone.feature_info, num_classes, backbone.feature_shapes(size, size))
     return TaskModel(backbone, head)

@@ -1,0 +1,154 @@
+"""Training and evaluating a multi-head model: each head on its own data, one backbone.
+
+- :class:`JointLoader`: one training step's batches, one per head (round robin: every head
+  takes a step of its own data set each step; an epoch is as many steps as the longest
+  head's loader, the shorter ones starting over). The order depends only on (seed, epoch),
+  as a single task's does, so a resumed run sees the same batches.
+- :class:`JointLoss`: the sum of each head's loss times its ``weight``; the parts are
+  reported per head (``<head>_loss``, ``<head>_<part>``).
+- :func:`evaluate_heads`: every head on its own ``val`` set; metrics per head under the
+  head's name, the scalar ones also flat as ``<head>.<metric>``, and the run's score, the
+  mean of the heads' primary metrics (what picks ``best.pt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from vision_tasks.config import Config
+from vision_tasks.data.sampler import EpochSampler
+from vision_tasks.engine.evaluate import make_loader, scalar_metrics
+from vision_tasks.task_api import Evaluator, Task
+
+SCORE = "score"
+"""The multi-head run's selection metric: the mean of the heads' primary metrics."""
+
+
+@dataclass
+class HeadData:
+    """One head's task, classes and loaders (``train`` is None outside training)."""
+
+    task: Task
+    class_names: list[str]
+    category_ids: list[int | None] | None
+    val: DataLoader
+    train: DataLoader | None = None
+    sampler: EpochSampler | None = None
+
+
+def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[str]] | None,
+              batch_size: int, train: bool, seed: int = 0) -> dict[str, HeadData]:
+    """Each head's data sets (``cfg.for_head(name)``'s ``data.train`` / ``data.val``).
+    ``class_names`` None: taken from each head's training set (a new run)."""
+    out = {}
+    for i, (name, task) in enumerate(tasks.items()):
+        head_cfg = cfg.for_head(name)
+        train_set = task.build_dataset(head_cfg, "train", train=True) if train else None
+        names = class_names[name] if class_names else train_set.class_names
+        val_set = task.build_dataset(head_cfg, "val", train=False, class_names=names)
+        data = HeadData(task, list(names), val_set.category_ids if train_set is None
+                        else train_set.category_ids,
+                        make_loader(task, val_set, batch_size, cfg.data.workers))
+        if train_set is not None:
+            head_seed = seed + 7919 * i  # each head its own order, still only (seed, epoch)
+            data.sampler = EpochSampler(len(train_set), head_seed, shuffle=True)
+            data.train = make_loader(task, train_set, batch_size, cfg.data.workers,
+                                     data.sampler, head_seed)
+        out[name] = data
+    return out
+
+
+class JointLoader:
+    """Iterates ``({head: images}, {head: targets})``, one batch per head per step."""
+
+    def __init__(self, heads: dict[str, HeadData]) -> None:
+        self.heads = heads
+
+    def __len__(self) -> int:
+        return max(len(h.train) for h in self.heads.values())
+
+    def set_epoch(self, epoch: int) -> None:
+        for h in self.heads.values():
+            h.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Tensor], dict[str, Any]]]:
+        iterators = {name: iter(h.train) for name, h in self.heads.items()}
+        for _ in range(len(self)):
+            images, targets = {}, {}
+            for name, h in self.heads.items():
+                try:
+                    batch = next(iterators[name])
+                except StopIteration:  # a shorter set starts over within the epoch
+                    iterators[name] = iter(h.train)
+                    batch = next(iterators[name])
+                images[name], targets[name] = batch
+            yield images, targets
+
+
+class JointLoss(nn.Module):
+    """``loss({head: raw}, {head: targets}) -> (sum of weight * head loss, parts)``."""
+
+    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float]) -> None:
+        super().__init__()
+        self.losses = nn.ModuleDict(losses)
+        self.weights = weights
+
+    def forward(self, outputs: dict[str, Any], targets: dict[str, Any]
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+        total, parts = None, {}
+        for name, loss in self.losses.items():
+            value, head_parts = loss(outputs[name], targets[name])
+            total = self.weights[name] * value if total is None else total + self.weights[name] * value
+            parts[f"{name}_loss"] = value.detach()
+            parts.update({f"{name}_{key}": v for key, v in head_parts.items()})
+        return total, parts
+
+
+class HeadEvaluators:
+    """The heads' evaluators as one: plots go to ``<out>/<head>/``."""
+
+    def __init__(self, evaluators: dict[str, Evaluator]) -> None:
+        self.evaluators = evaluators
+
+    def save_plots(self, out_dir: Path) -> list[Path]:
+        paths = []
+        for name, evaluator in self.evaluators.items():
+            (Path(out_dir) / name).mkdir(parents=True, exist_ok=True)
+            paths += evaluator.save_plots(Path(out_dir) / name)
+        return paths
+
+
+RunHead = Callable[[str, HeadData], tuple[dict[str, Any], Evaluator]]
+"""``run(name, head) -> (metrics, evaluator)`` of one head on its ``val`` loader."""
+
+
+def evaluate_heads(run: RunHead, heads: dict[str, HeadData]) -> tuple[dict[str, Any], HeadEvaluators]:
+    """Every head's metrics (see the module docstring) and their evaluators."""
+    metrics: dict[str, Any] = {}
+    evaluators = {}
+    primaries = []
+    for name, head in heads.items():
+        head_metrics, evaluators[name] = run(name, head)
+        metrics[name] = head_metrics
+        primaries.append(float(head_metrics[head.task.primary_metric]))
+    flat = {f"{name}.{key}": value for name in heads
+            for key, value in scalar_metrics(metrics[name]).items()}
+    return {SCORE: sum(primaries) / len(primaries), **flat, **metrics}, HeadEvaluators(evaluators)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a (nested) batch on ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(t, device) for t in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
