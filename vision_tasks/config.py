@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,6 +183,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# A decimal number with an exponent, as YAML 1.1 (PyYAML) leaves it a string: 1e-3, 1E6, 5e+2.
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the type ``tp``; returns the (possibly converted) value."""
     origin = typing.get_origin(tp)
@@ -227,6 +232,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             _fail(source, key, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 and 1e6 (no dot) as strings
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(source, key, f"expected a number, got {value!r}")
         return float(value)
