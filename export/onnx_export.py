@@ -36,7 +36,13 @@ from torch import Tensor, nn
 
 from vision_tasks import __version__
 from vision_tasks.config import Config
-from vision_tasks.contract import INPUT_NAME, MULTI_HEAD_VERSION, MULTI_TASK, ModelMetadata
+from vision_tasks.contract import (
+    INPUT_NAME,
+    MULTI_HEAD_VERSION,
+    MULTI_TASK,
+    ModelMetadata,
+    head_output,
+)
 from vision_tasks.engine.checkpoint import (
     HeadInfo,
     checkpoint_config,
@@ -47,7 +53,7 @@ from vision_tasks.engine.checkpoint import (
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import TaskModel
-from vision_tasks.models.multi import HeadView, MultiTaskModel, output_name
+from vision_tasks.models.multi import HeadView, MultiTaskModel
 from vision_tasks.task_api import Task
 from vision_tasks.task_spec import TaskSpec
 
@@ -164,13 +170,13 @@ def export_multi_model(model: MultiTaskModel, cfg: Config, heads: dict[str, Head
     size = cfg.data.image_size
     per_head = {name: output_names(HeadView(model, name), info.task.spec, size)
                 for name, info in heads.items()}
-    names = tuple(output_name(head, out) for head, outs in per_head.items() for out in outs)
+    names = tuple(head_output(head, out) for head, outs in per_head.items() for out in outs)
     translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
     proto, sample_outputs = _trace(model, names, size, opset, fp16, translations, "multi-head")
     by_name = dict(zip(names, sample_outputs, strict=True))
     head_meta = {name: build_metadata(info.task.spec, cfg.for_head(name), info.class_names,
                                       per_head[name],
-                                      tuple(by_name[output_name(name, o)] for o in per_head[name]),
+                                      tuple(by_name[head_output(name, o)] for o in per_head[name]),
                                       info.category_ids)
                  for name, info in heads.items()}
     meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from vision_tasks.config import Config
+from vision_tasks.contract import OUTPUT_SEPARATOR
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import letterbox
-from vision_tasks.models.multi import OUTPUT_SEPARATOR
 from vision_tasks.task_api import Task
 
 PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}

@@ -48,6 +48,13 @@ MULTI_HEAD_VERSION = 2
 records. A multi-head file of one head is valid."""
 
 MULTI_TASK = "multi"
+OUTPUT_SEPARATOR = "."
+"""Between a head's name and its output's name in a multi-head file."""
+
+
+def head_output(head: str, output: str) -> str:
+    """The name of ``head``'s output ``output`` in a multi-head file: ``detect.boxes``."""
+    return f"{head}{OUTPUT_SEPARATOR}{output}"
 
 INPUT_NAME = "images"
 

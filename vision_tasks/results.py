@@ -118,6 +118,8 @@ class Prediction:
         letterbox: how the image was fitted into the model input.
         values: any other per-image outputs a task returns, JSON-able (e.g. a plug-in task's
             ``{"count": 3.2}``); None for the built-in tasks.
+        heads: a multi-head model's result per head (each a task's :class:`Prediction` of this
+            image), in the model's head order; None for a single-task model.
     """
 
     source: str
@@ -129,6 +131,7 @@ class Prediction:
     detections: list[Detection] | None = None
     letterbox: Letterbox | None = field(default=None, repr=False)
     values: dict[str, Any] | None = None
+    heads: dict[str, Prediction] | None = None
 
     def __repr__(self) -> str:
         parts = [repr(self.source), self.task, f"{self.width}x{self.height}"]
@@ -138,6 +141,8 @@ class Prediction:
             parts.append(f"detections={len(self.detections)}")
         if self.values:
             parts += [f"{key}={value!r}" for key, value in self.values.items()]
+        if self.heads:
+            parts += [f"{name}: {head.summary()}" for name, head in self.heads.items()]
         return f"Prediction({', '.join(parts)})"
 
     def summary(self) -> str:
@@ -146,6 +151,8 @@ class Prediction:
         def at(d: Detection) -> str:
             return f"{d.name} {d.score:.2f} at ({', '.join(f'{v:.0f}' for v in d.box)})"
 
+        if self.heads:
+            return "; ".join(f"{name}: {head.summary()}" for name, head in self.heads.items())
         if self.values and self.scores is None and self.detections is None:
             return ", ".join(f"{key} {value}" for key, value in self.values.items())
         if self.scores is not None and self.detections is None:
@@ -191,5 +198,8 @@ class Prediction:
             out["detections"] = [d.to_dict() for d in self.detections]
         if self.values:
             out.update({k: v for k, v in self.values.items() if k not in out})
+        for name, head in (self.heads or {}).items():  # each head's fields under its name
+            fields = head.to_dict(top_k)
+            out[name] = {k: v for k, v in fields.items() if k not in ("source", "width", "height")}
         return out
 

@@ -4,7 +4,8 @@
 flushed as results arrive, so an interrupted run keeps every finished line;
 ``OUT/errors.jsonl`` gets ``{"source", "error"}`` for each file that could not be read or
 decoded, and the run carries on. ``resume=True`` skips sources already in either file.
-Box and mask tasks also get ``OUT/coco_results.json`` (see :mod:`vision_tasks.export.runtime.coco`).
+Box and mask tasks also get ``OUT/coco_results.json`` (a multi-head model: one
+``OUT/coco_results.<head>.json`` per box head) (see :mod:`vision_tasks.export.runtime.coco`).
 """
 
 from __future__ import annotations
@@ -166,8 +167,12 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         writer.close()
     seconds = time.perf_counter() - t0
     coco = None
-    if predictor.spec.coco_results:
+    if predictor.spec is not None and predictor.spec.coco_results:
         coco = out / COCO_RESULTS
         write_coco_results(out / PREDICTIONS, coco, predictor.metadata)
+    for name, spec in predictor.head_specs.items():  # a multi-head model: one file per box head
+        if spec.coco_results:
+            coco = out / COCO_RESULTS.replace(".json", f".{name}.json")
+            write_coco_results(out / PREDICTIONS, coco, predictor.metadata.heads[name], head=name)
     return PredictSummary(out, counts["predicted"], counts["errors"], len(sources) - len(todo),
                           seconds, coco)

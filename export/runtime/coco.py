@@ -36,8 +36,11 @@ def coco_entries(line: dict[str, Any], meta: ModelMetadata) -> list[dict[str, An
             for det in line.get("detections", [])]
 
 
-def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) -> int:
+def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata,
+                       head: str | None = None) -> int:
     """Write ``out`` from every complete line of ``predictions_jsonl``; returns the entries.
+    ``head``: of a multi-head model, the box head whose results to take (``meta`` is that
+    head's metadata; the line holds its fields under its name).
 
     A damaged line is skipped, as :func:`vision_tasks.export.runtime.batch.read_done` does (``--resume``
     predicts its image again, which gives it a good line).
@@ -52,6 +55,8 @@ def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata) 
             except ValueError:
                 continue
             if isinstance(line, dict) and "source" in line:
+                if head is not None:
+                    line = {"source": line["source"], **line.get(head, {})}
                 entries += coco_entries(line, meta)
     atomic_write_text(out, json.dumps(entries) + "\n")
     return len(entries)

@@ -60,7 +60,7 @@ def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     """A copy of the uint8 RGB ``[H, W, 3]`` ``image`` with the prediction drawn on it:
     the top class and score (classify), boxes with labels (localize, detect), and for
     segment each mask tinted in its class colour with its outline, under the boxes and
-    labels. A class has the same colour (:func:`class_colour`) in every task. Sizes of
+    labels; a multi-head prediction draws every head's. A class has the same colour (:func:`class_colour`) in every task. Sizes of
     lines and text follow the image size; an image smaller than :data:`MIN_SIDE` is
     enlarged by a whole factor first (nearest neighbour) so text fits."""
     zoom = max(1, -(-MIN_SIDE // min(image.shape[:2])))
@@ -69,7 +69,8 @@ def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     h, w = canvas.shape[:2]
     scale = max(0.3, min(h, w) / 500)
     thickness = max(1, round(min(h, w) / 250))
-    detections = prediction.detections or []
+    parts = list(prediction.heads.values()) if prediction.heads else [prediction]
+    detections = [det for part in parts for det in (part.detections or [])]
     for det in detections:  # every mask first, so that no mask covers another's label
         if det.crop is not None:
             _draw_mask(canvas, det.crop, class_colour(det.label), zoom, thickness)
@@ -78,9 +79,11 @@ def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
         x1, y1, x2, y2 = (round(v * zoom) for v in det.box)
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
         _label(canvas, f"{det.name} {det.score:.2f}", x1, y1, colour, scale, 1)
-    if prediction.detections is None and prediction.scores is not None:
-        _label(canvas, f"{prediction.name} {prediction.score:.2f}", 0, 0,
-               class_colour(prediction.label or 0), scale, 1)
+    line = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1] * 2
+    labelled = [part for part in parts if part.detections is None and part.scores is not None]
+    for i, part in enumerate(labelled):  # class labels (classify heads) stacked at the top
+        _label(canvas, f"{part.name} {part.score:.2f}", 0, i * line,
+               class_colour(part.label or 0), scale, 1)
     return canvas
 
 

@@ -26,6 +26,7 @@ from vision_tasks.contract import (
     INPUT_NAME,
     ModelFileError,
     ModelMetadata,
+    head_output,
 )
 from vision_tasks.errors import ConfigError
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
@@ -54,11 +55,27 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
         raise ModelFileError(f"{source}: graph input is {got}; the contract expects "
                              f"'{INPUT_NAME}' tensor(uint8) [N, {h}, {w}, 3]; re-export the model")
     names = tuple(o.name for o in session.get_outputs())
-    expected = spec_of(meta, source).output_names
+    if meta.is_multi_head:
+        expected = tuple(head_output(name, out) for name, spec in specs_of(meta, source).items()
+                         for out in spec.output_names)
+    else:
+        expected = spec_of(meta, source).output_names
     if set(names) != set(expected):
         raise ModelFileError(f"{source}: outputs {list(names)} do not match the {meta.task} "
                              f"contract {list(expected)}; re-export the model")
     return meta
+
+
+def specs_of(meta: ModelMetadata, source: str) -> dict[str, TaskSpec]:
+    """Each head's installed task spec (a multi-head file); checked against the head's
+    recorded outputs."""
+    specs = {name: spec_of(head, source) for name, head in meta.heads.items()}
+    for name, spec in specs.items():
+        if set(spec.output_names) != set(meta.heads[name].outputs):
+            raise ModelFileError(f"{source}: head '{name}' records the outputs "
+                                 f"{list(meta.heads[name].outputs)}, the {spec.name} task has "
+                                 f"{list(spec.output_names)}; re-export the model")
+    return specs
 
 
 def spec_of(meta: ModelMetadata, source: str) -> TaskSpec:
@@ -104,7 +121,9 @@ class Predictor:
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
-        spec: the task's :class:`~vision_tasks.task_spec.TaskSpec` (outputs, decoder).
+        spec: the task's :class:`~vision_tasks.task_spec.TaskSpec` (outputs, decoder); None
+            for a multi-head model, whose results hold each head's (``Prediction.heads``).
+        head_specs: a multi-head model's spec per head (empty for a single-task model).
         provider: the execution provider really in use, e.g. ``"CPUExecutionProvider"``.
         provider_note: why a faster provider was not used ("" when it was).
         lanes: batches a stream runs at once (see ``lanes`` above).
@@ -137,7 +156,10 @@ class Predictor:
         # The metadata is read before any GPU session is built (which can take minutes).
         probe = load_for_inspection(str(self.path))
         self.metadata = read_metadata(probe, str(self.path))
-        self.spec = spec_of(self.metadata, str(self.path))
+        # The task's spec; a multi-head model has one per head instead (spec None).
+        self.head_specs = (specs_of(self.metadata, str(self.path))
+                           if self.metadata.is_multi_head else {})
+        self.spec = None if self.head_specs else spec_of(self.metadata, str(self.path))
         del probe
         if task is not None and task != self.metadata.task:
             raise ModelFileError(f"{self.path}: a {self.metadata.task} model, but a {task} model "
@@ -221,7 +243,8 @@ class Predictor:
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
                sources: Sequence[str]) -> list[Prediction]:
         """Outputs of :meth:`run` -> predictions in original-image coordinates."""
-        return decode_batch(outputs, letterboxes, sources, self.metadata, self.spec,
+        return decode_batch(outputs, letterboxes, sources, self.metadata,
+                            self.head_specs or self.spec,
                             self.score_threshold)
 
     def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],

@@ -20,16 +20,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from vision_tasks.config import Config
+from vision_tasks.contract import head_output
 from vision_tasks.models.backbones import Backbone
 from vision_tasks.models.model import Normalize, build_shared_backbone
 from vision_tasks.task_api import Task, TaskHead, get_task
-
-OUTPUT_SEPARATOR = "."
-"""Between a head's name and its output's name in a multi-head ONNX file."""
-
-
-def output_name(head: str, output: str) -> str:
-    return f"{head}{OUTPUT_SEPARATOR}{output}"
 
 
 class MultiTaskModel(nn.Module):
@@ -53,7 +47,7 @@ class MultiTaskModel(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
     def postprocess(self, raw: dict[str, Any]) -> dict[str, Tensor]:
-        return {output_name(name, key): value for name, outputs in raw.items()
+        return {head_output(name, key): value for name, outputs in raw.items()
                 for key, value in self.heads[name].postprocess(outputs).items()}
 
 
