@@ -4,19 +4,23 @@ Registered as the ``.onnx`` entry of the ``vision_tasks.evaluators`` group. The 
 the metric are the training side's (the same ``data.val`` loader and the task's
 :class:`~vision_tasks.task_api.Evaluator` as ``val best.pt``); only the model is the ONNX
 graph, run by onnxruntime through :class:`vision_tasks.export.runtime.Predictor`. The training config
-comes from the model's metadata, so ``--set data.val=DIR`` points it at other data.
+comes from the model's metadata, so ``--set data.val=DIR`` points it at other data. A
+multi-head file is scored head by head, each on its own ``val`` set.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vision_tasks.config import apply_overrides, config_from_dict
+from vision_tasks.config import Config, apply_overrides, config_from_dict
+from vision_tasks.contract import OUTPUT_SEPARATOR
 from vision_tasks.engine.evaluate import make_loader, score_batches
+from vision_tasks.engine.multi import HeadData, HeadEvaluators, evaluate_heads, head_data
 from vision_tasks.errors import ConfigError
 from vision_tasks.task_api import Evaluator, get_task
 
@@ -33,14 +37,43 @@ def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None
     if (cfg.data.image_size, cfg.data.image_size) != meta.input_size:
         raise ConfigError(f"{path}: data.image_size={cfg.data.image_size} but the graph's input is "
                           f"{meta.input_size[0]}x{meta.input_size[1]}; drop that --set")
+    if meta.is_multi_head:
+        return _evaluate_heads(predictor, cfg, batch_size, progress)
     task = get_task(meta.task)
     names = list(meta.class_names)
     dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
     loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
-    desc = f"val onnx ({predictor.provider.removesuffix('ExecutionProvider')})"
+    return score_batches(_runner(predictor), task, loader, names, progress, _desc(predictor))
+
+
+def _evaluate_heads(predictor: Predictor, cfg: Config, batch_size: int | None,
+                    progress: bool) -> tuple[dict[str, Any], HeadEvaluators]:
+    """Every head of a multi-head file on its own ``val`` set (its outputs from one run of
+    the whole graph)."""
+    meta = predictor.metadata
+    tasks = {name: get_task(head.task) for name, head in meta.heads.items()}
+    heads = head_data(cfg, tasks, {name: list(h.class_names) for name, h in meta.heads.items()},
+                      batch_size or cfg.train.batch_size, train=False)
+
+    def run(name: str, head: HeadData) -> tuple[dict[str, Any], Evaluator]:
+        return score_batches(_runner(predictor, name), head.task, head.val, head.class_names,
+                             progress, f"{_desc(predictor)} {name}")
+
+    return evaluate_heads(run, heads)
+
+
+def _runner(predictor: Predictor, head: str | None = None
+            ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """uint8 [N, 3, S, S] images -> the graph's outputs (of ``head`` only, unprefixed)."""
+    prefix = head + OUTPUT_SEPARATOR if head else ""
 
     def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:
         nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()  # uint8 [N, 3, S, S] -> [N, S, S, 3]
-        return {k: torch.from_numpy(v) for k, v in predictor.run(nhwc).items()}
+        return {k.removeprefix(prefix): torch.from_numpy(v) for k, v in predictor.run(nhwc).items()
+                if k.startswith(prefix)}
 
-    return score_batches(predict, task, loader, names, progress, desc)
+    return predict
+
+
+def _desc(predictor: Predictor) -> str:
+    return f"val onnx ({predictor.provider.removesuffix('ExecutionProvider')})"

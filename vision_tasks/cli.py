@@ -1,6 +1,6 @@
 """The ``vision-tasks`` command line: one entry point, one verb per job.
 
-Built-in verbs: ``data synth``, ``train``, ``val``, ``demo``. Packages add verbs
+Built-in verbs: ``data synth``, ``train``, ``val``, ``compose``, ``demo``, ``summary``, ``filters``. Packages add verbs
 through the ``vision_tasks.commands`` entry-point group (a function that receives
 the sub-parser collection), and model formats that ``val`` understands through
 ``vision_tasks.evaluators`` (file suffix -> function), so the core never imports
@@ -105,6 +105,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compose(args: argparse.Namespace) -> int:
+    from vision_tasks.engine.compose import compose_checkpoints
+
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    print(compose_checkpoints(args.checkpoints, args.out, names).summary())
+    return 0
+
+
 def cmd_filters(args: argparse.Namespace) -> int:
     from vision_tasks.inspect.filters import draw_first_layer
 
@@ -182,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("image", help="image file; letterboxed to the model's input as in training")
     filters.add_argument("--out", required=True, help="folder for filters.png, activations.png, input.png")
     filters.set_defaults(func=cmd_filters)
+
+    compose = verbs.add_parser("compose", help="join single-task checkpoints with one backbone "
+                                               "into one multi-head checkpoint")
+    compose.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                         help="checkpoints whose backbones are bit-identical (heads trained with "
+                              "model.backbone.freeze=all on the same pretrained weights)")
+    compose.add_argument("--out", required=True, help="the multi-head checkpoint .pt")
+    compose.add_argument("--names", help="head names, comma-separated, one per checkpoint "
+                                         "(default: each checkpoint's task)")
+    compose.set_defaults(func=cmd_compose)
 
     for ep in entry_points(group="vision_tasks.commands"):
         ep.load()(verbs)

@@ -63,13 +63,24 @@ def _named(path: Path, err: Exception) -> VisionTasksError:
 
 def _checkpoint_model(path: Path, overrides: list[str], classes: int | None
                       ) -> tuple[nn.Module, Config, int, str]:
-    from vision_tasks.engine.checkpoint import model_from_checkpoint
+    from vision_tasks.engine.checkpoint import (
+        checkpoint_config,
+        load_checkpoint,
+        model_from_state,
+        multi_model_from_state,
+    )
 
     if classes is not None:
         raise ConfigError(f"{path}: a checkpoint has its own classes; drop --classes "
                           "(it applies to a config)")
     try:
-        model, cfg, _, names = model_from_checkpoint(path, overrides)
+        state = load_checkpoint(path)
+        if checkpoint_config(state, path, overrides).heads:
+            model, cfg, heads = multi_model_from_state(state, path, overrides)
+            counts = ", ".join(f"{name} {len(h.class_names)}" for name, h in heads.items())
+            return model, cfg, max(len(h.class_names) for h in heads.values()), \
+                f"classes per head: {counts}"
+        model, cfg, _, names = model_from_state(state, path, overrides)
     except ValueError as err:
         raise _named(path, err) from None
     shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
@@ -80,10 +91,14 @@ def _config_model(path: Path, cfg: Config, classes: int, device: str) -> nn.Modu
     """The config's model built on ``device``; ``"meta"`` gives shapes without memory or
     initialisation (resnet101 in a fraction of a second)."""
     from vision_tasks.models.model import build_model
+    from vision_tasks.models.multi import build_multi_model
     from vision_tasks.task_api import get_task
 
     try:
         with torch.device(device):
+            if cfg.heads:  # every head with the same number of classes
+                return build_multi_model(cfg, dict.fromkeys(cfg.heads, classes),
+                                         load_pretrained=False)
             return build_model(cfg, get_task(cfg.task), classes, load_pretrained=False)
     except ValueError as err:  # ConfigError included: a layer that does not fit, a bad head
         raise _named(path, err) from None
@@ -135,7 +150,7 @@ def summarize_source(source: str | Path, overrides: list[str] | None = None,
     if cfg.model.backbone.name == "lenet5":
         notes.append(_course_bias_note(table))
     table = dataclasses.replace(table, notes=notes)
-    title = (f"{source}\n  task {cfg.task} · backbone {_backbone_text(cfg)} · head {_head_text(cfg)}"
+    title = (f"{source}\n  task {cfg.task} · backbone {_backbone_text(cfg)} · {_head_text(cfg)}"
              f"\n  input {size[0]}x{size[1]}x3 · {n_classes} classes ({origin})")
     return SourceSummary(str(source), title, table, model)
 
@@ -151,11 +166,11 @@ def _backbone_text(cfg: Config) -> str:
 
 
 def _head_text(cfg: Config) -> str:
+    if cfg.heads:  # the shared backbone's rows come first, then each head's, in this order
+        return "heads " + ", ".join(f"{name} ({section.task})" for name, section in cfg.heads.items())
     head = cfg.model.head
-    if not dataclasses.is_dataclass(head):
-        return "default"
-    fields = dataclasses.asdict(head)
-    return ", ".join(f"{k} {v}" for k, v in fields.items()) if fields else "default"
+    fields = dataclasses.asdict(head) if dataclasses.is_dataclass(head) else {}
+    return "head " + (", ".join(f"{k} {v}" for k, v in fields.items()) if fields else "default")
 
 
 def _course_bias_note(table: ModelSummary) -> str:
