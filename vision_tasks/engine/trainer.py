@@ -25,15 +25,15 @@ from torch import nn
 from tqdm import tqdm
 
 from vision_tasks.config import Config, TrainConfig, save_config
-from vision_tasks.data.sampler import EpochSampler
 from vision_tasks.engine.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from vision_tasks.engine.ema import ModelEMA
-from vision_tasks.engine.evaluate import evaluate, format_metrics, make_loader, scalar_metrics
+from vision_tasks.engine.evaluate import format_metrics, scalar_metrics
+from vision_tasks.engine.multi import to_device
 from vision_tasks.engine.optim import build_optimizer, build_scheduler
+from vision_tasks.engine.plan import training_plan
+from vision_tasks.engine.precision import amp_dtype, amp_note
 from vision_tasks.engine.runlog import TensorBoardLog, plot_curves, write_metrics_csv
 from vision_tasks.errors import CheckpointError, ConfigError, DeviceError
-from vision_tasks.models.model import build_model
-from vision_tasks.task_api import get_task
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
 Criterion = Callable[[Any, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -70,15 +70,6 @@ def select_device(name: str, key: str = "train.device", fix: str = "use cpu or a
                           f"{torch.cuda.device_count()} CUDA GPU(s); use cuda:0 .. "
                           f"cuda:{torch.cuda.device_count() - 1}, or auto")
     return device
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision only on a GPU: bf16 where supported, else fp16."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 @dataclass
@@ -174,12 +165,14 @@ def train_one_epoch(state: TrainState, loader: Any, criterion: Criterion, settin
     seen, t0 = 0, time.time()
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
     for images, targets in bar:
-        images = images.to(settings.device, non_blocking=True).float()
-        targets = _to_device(targets, settings.device)
+        # One batch, or a multi-head run's batch per head ({head: images}).
+        images = _float_images(to_device(images, settings.device))
+        targets = to_device(targets, settings.device)
         loss, parts = train_step(state, images, targets, criterion, settings)
-        seen += len(images)
+        n = sum(len(x) for x in images.values()) if isinstance(images, dict) else len(images)
+        seen += n
         for key, value in {"loss": loss, **parts}.items():
-            totals[f"train_{key}"] = totals.get(f"train_{key}", 0.0) + float(value.detach()) * len(images)
+            totals[f"train_{key}"] = totals.get(f"train_{key}", 0.0) + float(value.detach()) * n
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}",
                         lr=f"{state.optimizer.param_groups[0]['lr']:.2e}",
                         img_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
@@ -218,49 +211,37 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         cfg, tcfg = self.cfg, self.cfg.train
-        task = get_task(cfg.task)
         torch.manual_seed(tcfg.seed)
         device = select_device(tcfg.device)
 
-        # Data. Batch order and augmentation depend only on (seed, epoch, index), so any
-        # number of workers, and a resumed run, see the same batches.
-        train_set = task.build_dataset(cfg, "train", train=True)
-        names = train_set.class_names
-        val_set = task.build_dataset(cfg, "val", train=False, class_names=names)
-        sampler = EpochSampler(len(train_set), tcfg.seed, shuffle=True)
-        train_loader = make_loader(task, train_set, tcfg.batch_size, cfg.data.workers, sampler, tcfg.seed)
-        val_loader = make_loader(task, val_set, tcfg.batch_size, cfg.data.workers)
-
-        # Model, loss, and the state that training changes (restored when resuming).
-        model = build_model(cfg, task, len(names), load_pretrained=self.resume_state is None).to(device)
-        criterion = task.build_loss(cfg, len(names))
+        # Data, model and loss: one task's, or every head's of a multi-head config. Batch
+        # order and augmentation depend only on (seed, epoch, index), so any number of
+        # workers, and a resumed run, see the same batches.
+        plan = training_plan(cfg, load_pretrained=self.resume_state is None)
+        model = plan.model.to(device)
+        # The state that training changes (restored when resuming).
         settings = StepSettings(device, amp_dtype(tcfg.amp, device), tcfg.grad_clip)
-        state = TrainState.start(model, tcfg, len(train_loader), settings.amp, device)
+        state = TrainState.start(model, tcfg, len(plan.loader), settings.amp, device)
         if self.resume_state is not None:
             state.load_state_dict(self.resume_state)
             self.log(f"resuming {self.run_dir} after epoch {state.epoch} of {tcfg.epochs}")
         else:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
-        # What describes the model in every checkpoint; category_ids: the original (COCO)
-        # id of each class, kept for the export's metadata.
-        header = {"task": cfg.task, "class_names": list(names),
-                  "category_ids": getattr(train_set, "category_ids", None), "config": cfg.to_dict()}
+        header = plan.header  # what describes the model in every checkpoint
         save_config(cfg, self.run_dir / "config.yaml")
-        self.log(f"task {cfg.task} | {len(names)} classes | {len(train_set)} train / {len(val_set)} val "
-                 f"images | backbone {cfg.model.backbone.name} | device {device}"
-                 + (f" ({settings.amp})" if settings.amp else ""))
+        self.log(f"{plan.describe} | backbone {cfg.model.backbone.name} | device {device}, "
+                 f"{amp_note(tcfg.amp, device)}")
 
         board = TensorBoardLog(self.run_dir / "tensorboard",
                                purge_step=state.epoch + 1 if state.epoch else None)
         t0, metrics = time.time(), {}
         try:
             for epoch in range(state.epoch + 1, tcfg.epochs + 1):
-                sampler.set_epoch(epoch)
-                losses = train_one_epoch(state, train_loader, criterion, settings,
+                plan.set_epoch(epoch)
+                losses = train_one_epoch(state, plan.loader, plan.criterion, settings,
                                          f"epoch {epoch}/{tcfg.epochs}", self.progress)
-                metrics, evaluator = evaluate(state.eval_model, task, val_loader, names, device,
-                                              self.progress)
-                score = float(metrics[task.primary_metric])
+                metrics, evaluator = plan.validate(state.eval_model, device, self.progress)
+                score = float(metrics[plan.primary_metric])
                 row = {"epoch": epoch, **losses, "lr": state.optimizer.param_groups[0]["lr"],
                        **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}}
                 improved = score > state.best
@@ -282,18 +263,14 @@ class Trainer:
                     callback(self, epoch, row)
         finally:
             board.close()
-        return TrainResult(self.run_dir, self.best_path, self.last_path, task.primary_metric, state.best,
+        return TrainResult(self.run_dir, self.best_path, self.last_path, plan.primary_metric, state.best,
                            metrics, tcfg.epochs, time.time() - t0)
 
 
-def _to_device(targets: Any, device: torch.device) -> Any:
-    if isinstance(targets, torch.Tensor):
-        return targets.to(device, non_blocking=True)
-    if isinstance(targets, list | tuple):
-        return type(targets)(_to_device(t, device) for t in targets)
-    if isinstance(targets, dict):
-        return {k: _to_device(v, device) for k, v in targets.items()}
-    return targets
+def _float_images(images: torch.Tensor | dict[str, torch.Tensor]) -> Any:
+    if isinstance(images, dict):
+        return {name: batch.float() for name, batch in images.items()}
+    return images.float()
 
 
 def _to_float(outputs: Any) -> Any:
