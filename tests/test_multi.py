@@ -197,3 +197,23 @@ def test_multi_head_configs_are_checked_head_by_head() -> None:
         load_config(None, ["heads.x.task=detekt"])
     with pytest.raises(ConfigError, match=r"model\.head: a multi-head config sets this per head"):
         load_config(None, ["heads.x.task=classify", "model.head.pool=max"])
+
+
+def test_proportional_sampling_takes_one_heads_batch_per_step_every_batch_once(sets) -> None:
+    from vision_tasks.engine.plan import training_plan
+
+    cfg = load_config(None, [*TINY, "train.head_sampling=proportional", "train.batch_size=8",
+                             "heads.a.task=classify", f"heads.a.data.train={sets['classify'] / 'train'}",
+                             f"heads.a.data.val={sets['classify'] / 'val'}",
+                             "heads.b.task=localize",
+                             f"heads.b.data.train={coco_split(sets['localize'], 'train')}",
+                             f"heads.b.data.val={coco_split(sets['localize'], 'val')}"])
+    plan = training_plan(cfg, load_pretrained=False)
+    plan.set_epoch(1)
+    steps = [list(images) for images, _ in plan.loader]
+    assert len(steps) == len(plan.loader) == 5 + 5  # 40 images / 8 per batch, each head
+    assert all(len(s) == 1 for s in steps) and sum(s == ["a"] for s in steps) == 5
+    plan.set_epoch(1)
+    assert [list(images) for images, _ in plan.loader] == steps  # (seed, epoch) only
+    plan.set_epoch(2)
+    assert [list(images) for images, _ in plan.loader] != steps

@@ -105,6 +105,10 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float = 0.999
     grad_clip: float = 10.0  # max gradient norm; 0 turns clipping off
+    # Multi-head runs: "round_robin": every step a batch of every head's data set;
+    # "proportional": every step one head's batch, the head drawn in proportion to its set's
+    # size (an epoch: every head's batches once). See benchmarks/RESULTS.md.
+    head_sampling: Literal["round_robin", "proportional"] = "round_robin"
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Training and evaluating a multi-head model: each head on its own data, one backbone.
 
-- :class:`JointLoader`: one training step's batches, one per head (round robin: every head
-  takes a step of its own data set each step; an epoch is as many steps as the longest
-  head's loader, the shorter ones starting over). The order depends only on (seed, epoch),
-  as a single task's does, so a resumed run sees the same batches.
+- :class:`JointLoader`: one training step's batches. ``round_robin``: one per head, every
+  step (an epoch is as many steps as the longest head's loader, the shorter ones starting
+  over); ``proportional``: one head's per step, drawn in proportion to the heads' batch
+  counts (an epoch is every head's batches once, interleaved). The order depends only on
+  (seed, epoch), as a single task's does, so a resumed run sees the same batches.
 - :class:`JointLoss`: the sum of each head's loss times its ``weight``; the parts are
   reported per head (``<head>_loss``, ``<head>_<part>``).
 - :func:`evaluate_heads`: every head on its own ``val`` set; metrics per head under the
@@ -66,23 +67,38 @@ def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[s
 
 
 class JointLoader:
-    """Iterates ``({head: images}, {head: targets})``, one batch per head per step."""
+    """Iterates ``({head: images}, {head: targets})``: a batch of every head per step
+    (``round_robin``), or of one head (``proportional``)."""
 
-    def __init__(self, heads: dict[str, HeadData]) -> None:
-        self.heads = heads
+    def __init__(self, heads: dict[str, HeadData], sampling: str = "round_robin",
+                 seed: int = 0) -> None:
+        self.heads, self.sampling, self.seed = heads, sampling, seed
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return max(len(h.train) for h in self.heads.values())
+        sizes = [len(h.train) for h in self.heads.values()]
+        return sum(sizes) if self.sampling == "proportional" else max(sizes)
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         for h in self.heads.values():
             h.sampler.set_epoch(epoch)
 
+    def _schedule(self) -> list[list[str]]:
+        """The heads of each step of this epoch."""
+        names = list(self.heads)
+        if self.sampling == "round_robin":
+            return [names] * len(self)
+        slots = torch.cat([torch.full((len(self.heads[n].train),), i) for i, n in enumerate(names)])
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
+        return [[names[int(i)]] for i in slots[torch.randperm(len(slots), generator=gen)]]
+
     def __iter__(self) -> Iterator[tuple[dict[str, Tensor], dict[str, Any]]]:
         iterators = {name: iter(h.train) for name, h in self.heads.items()}
-        for _ in range(len(self)):
+        for step_heads in self._schedule():
             images, targets = {}, {}
-            for name, h in self.heads.items():
+            for name in step_heads:
+                h = self.heads[name]
                 try:
                     batch = next(iterators[name])
                 except StopIteration:  # a shorter set starts over within the epoch
@@ -103,8 +119,8 @@ class JointLoss(nn.Module):
     def forward(self, outputs: dict[str, Any], targets: dict[str, Any]
                 ) -> tuple[Tensor, dict[str, Tensor]]:
         total, parts = None, {}
-        for name, loss in self.losses.items():
-            value, head_parts = loss(outputs[name], targets[name])
+        for name in outputs:  # the heads that had a batch this step
+            value, head_parts = self.losses[name](outputs[name], targets[name])
             total = self.weights[name] * value if total is None else total + self.weights[name] * value
             parts[f"{name}_loss"] = value.detach()
             parts.update({f"{name}_{key}": v for key, v in head_parts.items()})

@@ -84,7 +84,7 @@ def multi_head_plan(cfg: Config, load_pretrained: bool) -> TrainingPlan:
     criterion = JointLoss({n: h.task.build_loss(cfg.for_head(n), len(h.class_names))
                            for n, h in heads.items()},
                           {n: cfg.heads[n].weight for n in heads})
-    loader = JointLoader(heads)
+    loader = JointLoader(heads, cfg.train.head_sampling, cfg.train.seed)
 
     def validate(model: nn.Module, device: torch.device, progress: bool):
         return evaluate_heads(lambda name, head: evaluate(
