@@ -145,7 +145,7 @@ def test_a_multi_head_file_of_one_head_decodes_like_the_single_task_file(
                                if k not in ("source", "width", "height")}
 
 
-def test_a_joint_run_of_two_heads_trains_resumes_exactly_exports_validates_and_predicts(
+def test_a_joint_run_of_four_heads_trains_resumes_exactly_exports_validates_and_predicts(
         sets, tmp_path: Path) -> None:
     cfg = load_config(None, [
         "model.backbone.width=4", "model.backbone.depths=[1, 1, 1, 1, 1]", "data.image_size=64",
@@ -154,10 +154,15 @@ def test_a_joint_run_of_two_heads_trains_resumes_exactly_exports_validates_and_p
         f"heads.shape.data.val={sets['classify'] / 'val'}", "heads.shape.weight=0.5",
         "heads.objects.task=detect", f"heads.objects.data.train={coco_split(sets['detect'], 'train')}",
         f"heads.objects.data.val={coco_split(sets['detect'], 'val')}",
-        "heads.objects.head.max_detections=20"])
+        "heads.objects.head.max_detections=20",
+        "heads.main.task=localize", f"heads.main.data.train={coco_split(sets['localize'], 'train')}",
+        f"heads.main.data.val={coco_split(sets['localize'], 'val')}",
+        "heads.masks.task=segment", f"heads.masks.data.train={coco_split(sets['detect'], 'train')}",
+        f"heads.masks.data.val={coco_split(sets['detect'], 'val')}",
+        "heads.masks.head.max_detections=20"])
     straight = train(cfg, tmp_path / "straight")
     assert straight.primary_metric == "score"
-    assert {"shape.top1", "objects.box_map"} <= set(straight.metrics)
+    assert {"shape.top1", "objects.box_map", "main.corloc", "masks.mask_map"} <= set(straight.metrics)
 
     class StopAfterFirst:
         def __call__(self, trainer, epoch, row):
@@ -182,11 +187,11 @@ def test_a_joint_run_of_two_heads_trains_resumes_exactly_exports_validates_and_p
     assert main(["predict", str(onnx_path), str(sets["detect"] / "val" / "images"), "--out", str(out),
                  "--quiet", "--score-threshold", "0", "--save-images"]) == 0
     lines = [json.loads(t) for t in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and all(set(line) >= {"shape", "objects"} for line in lines)
+    assert len(lines) == 6 and all(set(line) >= {"shape", "objects", "main", "masks"} for line in lines)
     assert lines[0]["shape"]["task"] == "classify" and "detections" in lines[0]["objects"]
     results = json.loads((out / "coco_results.objects.json").read_text())
     assert len(results) == sum(len(line["objects"]["detections"]) for line in lines)
-    assert not (out / "coco_results.json").exists()
+    assert (out / "coco_results.masks.json").is_file() and not (out / "coco_results.json").exists()
     assert len(list((out / "images").iterdir())) == 6
 
 
