@@ -1,0 +1,242 @@
+// The demo page: choose (or drop) a model and an image; the model runs in this page with
+// onnxruntime-web, and its boxes, labels, scores and masks are drawn over the image.
+// Query parameters load files by URL: ?model=URL&image=URL&backend=wasm|webgpu&threshold=0.25
+
+import { VisionModel } from '../src/index.js';
+
+const $ = (id) => document.getElementById(id);
+const canvas = /** @type {HTMLCanvasElement} */ ($('canvas'));
+const stage = $('stage');
+const status = $('status');
+const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6',
+  '#9a6324', '#469990', '#808000', '#000075', '#e6a700'];
+const MASK_ALPHA = 110; // of 255: translucent masks
+
+/** What the page holds: the model, the image, its prediction (all detections, threshold 0). */
+const state = { model: null, modelName: '', image: null, imageName: '', prediction: null, millis: 0 };
+
+function say(text, error = false) {
+  status.textContent = text;
+  status.classList.toggle('error', error);
+}
+
+const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+const colorOf = (label) => PALETTE[label % PALETTE.length];
+
+async function loadModel(source, name) {
+  document.body.dataset.state = 'loading';
+  say(`Loading ${name}…`);
+  state.model?.dispose();
+  state.model = null;
+  state.prediction = null;
+  try {
+    state.model = await VisionModel.load(source, { backend: $('backend').value, scoreThreshold: 0 });
+    state.modelName = name;
+    await run();
+  } catch (err) {
+    document.body.dataset.state = 'error';
+    say(`${name}: ${err.message}`, true);
+    console.error(err);
+  }
+}
+
+async function loadImage(blob, name) {
+  try {
+    state.image?.close?.();
+    state.image = await createImageBitmap(blob, { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+    state.imageName = name;
+    await run();
+  } catch (err) {
+    document.body.dataset.state = 'error';
+    say(`${name}: cannot read this image (${err.message})`, true);
+  }
+}
+
+let queue = Promise.resolve();
+/** Runs the model on the image once both are there (one run at a time, in call order). */
+function run() {
+  queue = queue.then(runNow, runNow);
+  return queue;
+}
+
+async function runNow() {
+  if (!state.image) {
+    if (state.model) say(`${describe()} — now choose or drop an image.`);
+    document.body.dataset.state = 'waiting';
+    return;
+  }
+  if (!state.model) {
+    draw(null);
+    say('Now choose or drop a model (.onnx).');
+    document.body.dataset.state = 'waiting';
+    return;
+  }
+  document.body.dataset.state = 'running';
+  say(`Running ${state.modelName} on ${state.imageName}…`);
+  try {
+    const start = performance.now();
+    state.prediction = await state.model.predict(state.image);
+    state.millis = performance.now() - start;
+    render();
+  } catch (err) {
+    document.body.dataset.state = 'error';
+    say(`${state.modelName} on ${state.imageName}: ${err.message}`, true);
+    console.error(err);
+  }
+}
+
+function describe() {
+  const m = state.model;
+  const [h, w] = m.inputSize;
+  const classes = m.metadata.heads ? `${Object.keys(m.metadata.heads).length} heads` : `${m.classNames.length} classes`;
+  return `${state.modelName}: ${m.task}, ${classes}, input ${w}×${h}, ${m.backend}`;
+}
+
+/** The prediction's detections (per head for a multi-head model) at the page's threshold. */
+function shown() {
+  const threshold = Math.fround(Number($('threshold').value) || 0);
+  const heads = state.prediction.heads ? Object.values(state.prediction.heads) : [state.prediction];
+  const detections = heads.flatMap((p) => p.task === 'localize' ? p.detections : (p.detections ?? []).filter((d) => d.score >= threshold));
+  const scores = heads.filter((p) => p.scores);
+  return { detections, classified: scores, total: heads.reduce((n, p) => n + (p.detections?.length ?? 0), 0) };
+}
+
+function render() {
+  if (!state.prediction) return;
+  const { detections, classified, total } = shown();
+  draw(detections, classified);
+  list(detections, classified);
+  const found = classified.length && !detections.length
+    ? `${classified[0].name} ${classified[0].score.toFixed(3)}`
+    : `${detections.length} detection${detections.length === 1 ? '' : 's'} ≥ ${$('threshold').value} (of ${total})`;
+  say(`${describe()} · ${state.imageName} ${state.image.width}×${state.image.height} · ${found} · ${state.millis.toFixed(0)} ms`);
+  canvas.dataset.drawn = String(detections.length);
+  document.body.dataset.state = 'done';
+}
+
+/** The image, translucent masks, boxes and labels, at a scale that keeps text legible. */
+function draw(detections, classified = []) {
+  const image = state.image;
+  const k = Math.max(1, Math.min(8, 640 / Math.max(image.width, image.height)));
+  canvas.width = Math.round(image.width * k);
+  canvas.height = Math.round(image.height * k);
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = k < 2;
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  stage.classList.remove('empty');
+  if (!detections) return;
+  const masked = detections.filter((d) => d.mask);
+  if (masked.length) { // one overlay of every mask, blended in order, drawn scaled without smoothing
+    const overlay = new ImageData(image.width, image.height);
+    const px = overlay.data;
+    for (const d of masked) {
+      const [r, g, b] = rgb(colorOf(d.label));
+      const m = d.mask;
+      for (let y = 0; y < m.height; y++) {
+        for (let x = 0; x < m.width; x++) {
+          if (!m.data[y * m.width + x]) continue;
+          const o = ((m.y0 + y) * image.width + m.x0 + x) * 4;
+          const fresh = px[o + 3] === 0;
+          px[o] = fresh ? r : (px[o] + r) >> 1;
+          px[o + 1] = fresh ? g : (px[o + 1] + g) >> 1;
+          px[o + 2] = fresh ? b : (px[o + 2] + b) >> 1;
+          px[o + 3] = MASK_ALPHA;
+        }
+      }
+    }
+    const layer = new OffscreenCanvas(image.width, image.height);
+    layer.getContext('2d').putImageData(overlay, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(layer, 0, 0, canvas.width, canvas.height);
+  }
+  ctx.lineWidth = 2;
+  ctx.font = '600 13px system-ui, sans-serif';
+  ctx.textBaseline = 'top';
+  for (const d of [...detections].reverse()) { // best last: on top
+    const [x1, y1, x2, y2] = d.box.map((v) => v * k);
+    const color = colorOf(d.label);
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const text = `${d.name} ${d.score.toFixed(2)}`;
+    const w = ctx.measureText(text).width + 8;
+    const ty = y1 >= 18 ? y1 - 18 : y1;
+    ctx.fillStyle = color;
+    ctx.fillRect(x1 - 1, ty, w, 18);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(text, x1 + 3, ty + 2);
+  }
+  if (classified.length && !detections.length) {
+    const p = classified[0];
+    const text = `${p.name} ${p.score.toFixed(2)}`;
+    ctx.font = '600 16px system-ui, sans-serif';
+    ctx.fillStyle = 'rgba(20, 24, 32, 0.75)';
+    ctx.fillRect(8, 8, ctx.measureText(text).width + 14, 26);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(text, 15, 13);
+  }
+}
+
+function list(detections, classified) {
+  const ol = $('results');
+  ol.replaceChildren();
+  const row = (color, name, score) => {
+    const li = document.createElement('li');
+    li.innerHTML = '<span class="swatch"></span><span class="name"></span><span class="score"></span><span class="bar"><span></span></span>';
+    li.querySelector('.swatch').style.background = color;
+    li.querySelector('.name').textContent = name;
+    li.querySelector('.score').textContent = score.toFixed(3);
+    li.querySelector('.bar span').style.width = `${(score * 100).toFixed(1)}%`;
+    return li;
+  };
+  if (detections.length || !classified.length) {
+    $('summary').textContent = `${detections.length} detection${detections.length === 1 ? '' : 's'}`;
+    for (const d of detections) {
+      const li = row(colorOf(d.label), d.name, d.score);
+      li.classList.add('detection');
+      li.title = `box ${d.box.map((v) => v.toFixed(1)).join(', ')}${d.mask ? `, mask ${d.mask.area()} px` : ''}`;
+      ol.append(li);
+    }
+  } else {
+    $('summary').textContent = 'Top classes';
+  }
+  for (const p of classified) {
+    for (const c of p.top(5)) ol.append(row(colorOf(c.label), c.name, c.score));
+  }
+}
+
+$('model').addEventListener('change', (e) => {
+  const file = e.target.files[0];
+  if (file) loadModel(file, file.name);
+});
+$('image').addEventListener('change', (e) => {
+  const file = e.target.files[0];
+  if (file) loadImage(file, file.name);
+});
+$('threshold').addEventListener('input', render);
+$('backend').addEventListener('change', () => {
+  const file = $('model').files[0];
+  if (file) loadModel(file, file.name);
+  else if (params.get('model')) loadModel(params.get('model'), params.get('model').split('/').pop());
+});
+for (const type of ['dragenter', 'dragover']) {
+  stage.addEventListener(type, (e) => { e.preventDefault(); stage.classList.add('drag'); });
+}
+stage.addEventListener('dragleave', () => stage.classList.remove('drag'));
+stage.addEventListener('drop', (e) => {
+  e.preventDefault();
+  stage.classList.remove('drag');
+  for (const file of e.dataTransfer.files) {
+    if (file.name.toLowerCase().endsWith('.onnx')) loadModel(file, file.name);
+    else loadImage(file, file.name);
+  }
+});
+
+const params = new URLSearchParams(location.search);
+if (params.get('backend')) $('backend').value = params.get('backend');
+if (params.get('threshold')) $('threshold').value = params.get('threshold');
+document.body.dataset.state = 'waiting';
+if (params.get('image')) {
+  const url = params.get('image');
+  fetch(url).then((r) => r.blob()).then((blob) => loadImage(blob, url.split('/').pop()));
+}
+if (params.get('model')) loadModel(params.get('model'), params.get('model').split('/').pop());
