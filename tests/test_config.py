@@ -93,3 +93,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
     save_config(cfg, tmp_path / "resolved.yaml")
     again = load_config(tmp_path / "resolved.yaml")
     assert again.to_dict() == cfg.to_dict()
+
+
+def test_off_is_a_choice_not_a_yaml_boolean(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``off`` as false; a key whose choices include 'off' takes it as 'off'."""
+    assert load_config(None, ["task=classify", "train.amp=off"]).train.amp == "off"
+    assert load_config(write(tmp_path, "task: classify\ntrain:\n  amp: off\n")).train.amp == "off"
+    assert "train.ema" in error_of(None, ["task=classify", "train.ema=maybe"])

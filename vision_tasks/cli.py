@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -56,6 +58,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vision_tasks.config import load_config
     from vision_tasks.engine.trainer import Trainer
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _torchrun(args.nproc, args.argv)
+
     if args.resume and args.overrides:
         raise VisionTasksError("--resume continues the run with its saved config; drop --set")
     cfg = None if args.resume else load_config(resolve_config(_require_config(args)), args.overrides)
@@ -69,6 +74,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"done in {result.seconds:.0f} s: best {result.primary_metric} {result.best_metric:.4f}; "
           f"weights in {result.best.parent}, metrics in {result.run_dir / 'metrics.csv'}")
     return 0
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """This same ``train`` command on ``nproc`` processes of this machine, under torchrun."""
+    rest, skip = [], False
+    for arg in argv:  # the command without --nproc (each process is one of the N)
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "vision_tasks", *rest]
+    print(f"train: {nproc} processes: {' '.join(command[1:])}", file=sys.stderr)
+    return subprocess.call(command)
 
 
 def _require_config(args: argparse.Namespace) -> str:
@@ -154,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder (weights/, metrics.csv, ...)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="train on N processes of this machine (DDP, started with torchrun; "
+                            "one per GPU, or CPU processes with gloo); for several machines "
+                            "run torchrun yourself (README)")
     _add_set(train)
     train.set_defaults(func=cmd_train)
 
@@ -209,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except (VisionTasksError, ImageError) as err:

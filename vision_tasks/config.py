@@ -109,6 +109,9 @@ class TrainConfig:
     # "proportional": every step one head's batch, the head drawn in proportion to its set's
     # size (an epoch: every head's batches once). See benchmarks/RESULTS.md.
     head_sampling: Literal["round_robin", "proportional"] = "round_robin"
+    # Under DDP (torchrun): batch-norm statistics over the global batch instead of each
+    # process's share of it.
+    sync_bn: bool = False
 
 
 @dataclass
@@ -203,7 +206,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             _fail(source, key, f"expected a mapping, got {value!r}")
         return _from_dict(tp, value, key, source)
     if origin is Literal:
-        if value not in typing.get_args(tp):
+        choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("off" if value is False else "on") in choices:
+            value = "off" if value is False else "on"  # YAML 1.1 reads off/no as false, on as true
+        if value not in choices:
             _fail(source, key, f"expected one of {_type_name(tp)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):

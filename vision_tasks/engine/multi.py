@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from vision_tasks.config import Config
 from vision_tasks.data.sampler import EpochSampler
+from vision_tasks.engine.distributed import SINGLE, Dist
 from vision_tasks.engine.evaluate import make_loader, scalar_metrics
 from vision_tasks.task_api import Evaluator, Task
 
@@ -45,9 +46,10 @@ class HeadData:
 
 
 def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[str]] | None,
-              batch_size: int, train: bool, seed: int = 0) -> dict[str, HeadData]:
+              batch_size: int, train: bool, seed: int = 0, dist: Dist = SINGLE) -> dict[str, HeadData]:
     """Each head's data sets (``cfg.for_head(name)``'s ``data.train`` / ``data.val``).
-    ``class_names`` None: taken from each head's training set (a new run)."""
+    ``class_names`` None: taken from each head's training set (a new run). ``batch_size``
+    is global: under DDP each process loads its share of every head's training set."""
     out = {}
     for i, (name, task) in enumerate(tasks.items()):
         head_cfg = cfg.for_head(name)
@@ -59,9 +61,10 @@ def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[s
                         make_loader(task, val_set, batch_size, cfg.data.workers))
         if train_set is not None:
             head_seed = seed + 7919 * i  # each head its own order, still only (seed, epoch)
-            data.sampler = EpochSampler(len(train_set), head_seed, shuffle=True)
-            data.train = make_loader(task, train_set, batch_size, cfg.data.workers,
-                                     data.sampler, head_seed)
+            data.sampler = EpochSampler(len(train_set), head_seed, shuffle=True,
+                                        rank=dist.rank, world=dist.world)
+            data.train = make_loader(task, train_set, dist.per_process_batch(batch_size),
+                                     cfg.data.workers, data.sampler, head_seed)
         out[name] = data
     return out
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from vision_tasks.config import Config
 from vision_tasks.data.sampler import EpochSampler
+from vision_tasks.engine.distributed import SINGLE, Dist
 from vision_tasks.engine.evaluate import evaluate, make_loader
 from vision_tasks.engine.multi import SCORE, JointLoader, JointLoss, evaluate_heads, head_data
 from vision_tasks.models.model import build_model
@@ -47,18 +48,20 @@ class TrainingPlan:
     describe: str
 
 
-def training_plan(cfg: Config, load_pretrained: bool) -> TrainingPlan:
-    """The plan of ``cfg``: multi-head when it has ``heads``, else its task's."""
-    return (multi_head_plan if cfg.heads else single_task_plan)(cfg, load_pretrained)
+def training_plan(cfg: Config, load_pretrained: bool, dist: Dist = SINGLE) -> TrainingPlan:
+    """The plan of ``cfg``: multi-head when it has ``heads``, else its task's; under DDP this
+    process's shard of the training data (``dist``)."""
+    return (multi_head_plan if cfg.heads else single_task_plan)(cfg, load_pretrained, dist)
 
 
-def single_task_plan(cfg: Config, load_pretrained: bool) -> TrainingPlan:
+def single_task_plan(cfg: Config, load_pretrained: bool, dist: Dist = SINGLE) -> TrainingPlan:
     task, tcfg = get_task(cfg.task), cfg.train
     train_set = task.build_dataset(cfg, "train", train=True)
     names = train_set.class_names
     val_set = task.build_dataset(cfg, "val", train=False, class_names=names)
-    sampler = EpochSampler(len(train_set), tcfg.seed, shuffle=True)
-    loader = make_loader(task, train_set, tcfg.batch_size, cfg.data.workers, sampler, tcfg.seed)
+    sampler = EpochSampler(len(train_set), tcfg.seed, shuffle=True, rank=dist.rank, world=dist.world)
+    loader = make_loader(task, train_set, dist.per_process_batch(tcfg.batch_size), cfg.data.workers,
+                         sampler, tcfg.seed)
     val_loader = make_loader(task, val_set, tcfg.batch_size, cfg.data.workers)
 
     def validate(model: nn.Module, device: torch.device, progress: bool):
@@ -74,12 +77,12 @@ def single_task_plan(cfg: Config, load_pretrained: bool) -> TrainingPlan:
                         f"{len(val_set)} val images")
 
 
-def multi_head_plan(cfg: Config, load_pretrained: bool) -> TrainingPlan:
+def multi_head_plan(cfg: Config, load_pretrained: bool, dist: Dist = SINGLE) -> TrainingPlan:
     """Every head's data, one model, the joint loss (each head's loss times its weight, a
     batch of every head each step); the run's score (the mean of the heads' primary
     metrics) picks ``best.pt``."""
     heads = head_data(cfg, head_tasks(cfg), None, cfg.train.batch_size, train=True,
-                      seed=cfg.train.seed)
+                      seed=cfg.train.seed, dist=dist)
     model = build_multi_model(cfg, {n: len(h.class_names) for n, h in heads.items()}, load_pretrained)
     criterion = JointLoss({n: h.task.build_loss(cfg.for_head(n), len(h.class_names))
                            for n, h in heads.items()},

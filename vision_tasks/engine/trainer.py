@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vision_tasks.config import Config, TrainConfig, save_config
 from vision_tasks.engine.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from vision_tasks.engine.distributed import Dist, from_environment, gather, process_device, setup
 from vision_tasks.engine.ema import ModelEMA
 from vision_tasks.engine.evaluate import format_metrics, scalar_metrics
 from vision_tasks.engine.multi import to_device
@@ -84,6 +86,7 @@ class TrainState:
     epoch: int = 0  # the last finished epoch (1-based); 0 before the first
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
     best: float = float("-inf")  # best validation primary metric so far
+    ddp: nn.Module | None = None  # under DDP: the model wrapped, whose backward syncs gradients
 
     @classmethod
     def start(cls, model: nn.Module, cfg: TrainConfig, steps_per_epoch: int,
@@ -100,19 +103,20 @@ class TrainState:
         """The model to validate and keep: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def state_dict(self) -> dict[str, Any]:
-        """The checkpoint entries of this state, random generators included."""
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+    def state_dict(self, rng_by_rank: list[Any] | None = None) -> dict[str, Any]:
+        """The checkpoint entries of this state, random generators included (under DDP
+        ``rng_by_rank``: every process's, from :func:`rng_state`)."""
+        rng = rng_state()
         ema = self.ema
         return {"model": self.model.state_dict(), "ema": ema.module.state_dict() if ema else None,
                 "ema_updates": ema.updates if ema else 0, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "history": self.history, "best_metric": self.best, "rng": rng}
+                "epoch": self.epoch, "history": self.history, "best_metric": self.best, "rng": rng,
+                **({"rng_by_rank": rng_by_rank} if rng_by_rank and len(rng_by_rank) > 1 else {})}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (a :meth:`state_dict`), random generators included."""
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0, world: int = 1) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`), random generators included: under
+        DDP each process its own, when the run had as many processes."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -122,9 +126,11 @@ class TrainState:
             self.ema.updates = state["ema_updates"]
         self.epoch, self.history = state["epoch"], list(state["history"])
         self.best = float(state["best_metric"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        by_rank = state.get("rng_by_rank") or []
+        rng = by_rank[rank] if len(by_rank) == world else state["rng"]
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def train_step(state: TrainState, images: torch.Tensor, targets: Any, criterion:
     autocast = (torch.autocast(settings.device.type, dtype=settings.amp) if settings.amp
                 else contextlib.nullcontext())
     with autocast:
-        outputs = state.model(images)
+        outputs = (state.ddp or state.model)(images)
     loss, parts = criterion(_to_float(outputs), targets)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
@@ -212,59 +218,104 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg, tcfg = self.cfg, self.cfg.train
         torch.manual_seed(tcfg.seed)
-        device = select_device(tcfg.device)
+        # One process, or one of torchrun's (engine/distributed.py: the global batch is
+        # shared out, process 0 validates and writes the run folder).
+        dist = from_environment()
+        device = process_device(select_device(tcfg.device), dist)
+        dist = setup(device)
+        main = dist.is_main
+        log = self.log if main else _quiet
+        progress = self.progress and main
 
         # Data, model and loss: one task's, or every head's of a multi-head config. Batch
         # order and augmentation depend only on (seed, epoch, index), so any number of
         # workers, and a resumed run, see the same batches.
-        plan = training_plan(cfg, load_pretrained=self.resume_state is None)
+        plan = training_plan(cfg, load_pretrained=self.resume_state is None, dist=dist)
         model = plan.model.to(device)
+        if tcfg.sync_bn and dist.enabled:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # The state that training changes (restored when resuming).
         settings = StepSettings(device, amp_dtype(tcfg.amp, device), tcfg.grad_clip)
         state = TrainState.start(model, tcfg, len(plan.loader), settings.amp, device)
+        if dist.enabled:
+            state.ddp = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         if self.resume_state is not None:
-            state.load_state_dict(self.resume_state)
-            self.log(f"resuming {self.run_dir} after epoch {state.epoch} of {tcfg.epochs}")
-        else:
+            state.load_state_dict(self.resume_state, dist.rank, dist.world)
+            log(f"resuming {self.run_dir} after epoch {state.epoch} of {tcfg.epochs}")
+        elif main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
         header = plan.header  # what describes the model in every checkpoint
-        save_config(cfg, self.run_dir / "config.yaml")
-        self.log(f"{plan.describe} | backbone {cfg.model.backbone.name} | device {device}, "
-                 f"{amp_note(tcfg.amp, device)}")
+        if main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        log(f"{plan.describe} | backbone {cfg.model.backbone.name} | device {device}, "
+            f"{amp_note(tcfg.amp, device)}"
+            + (f" | {dist.world} processes (DDP), {tcfg.batch_size // dist.world} images each "
+               "per step" if dist.enabled else ""))
 
-        board = TensorBoardLog(self.run_dir / "tensorboard",
-                               purge_step=state.epoch + 1 if state.epoch else None)
+        board = (TensorBoardLog(self.run_dir / "tensorboard",
+                                purge_step=state.epoch + 1 if state.epoch else None) if main else None)
         t0, metrics = time.time(), {}
         try:
             for epoch in range(state.epoch + 1, tcfg.epochs + 1):
                 plan.set_epoch(epoch)
                 losses = train_one_epoch(state, plan.loader, plan.criterion, settings,
-                                         f"epoch {epoch}/{tcfg.epochs}", self.progress)
-                metrics, evaluator = plan.validate(state.eval_model, device, self.progress)
-                score = float(metrics[plan.primary_metric])
-                row = {"epoch": epoch, **losses, "lr": state.optimizer.param_groups[0]["lr"],
-                       **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}}
-                improved = score > state.best
-                state.epoch, state.best = epoch, max(state.best, score)
-                state.history.append(row)
+                                         f"epoch {epoch}/{tcfg.epochs}", progress)
+                losses = mean_over_processes(losses, dist)
+                state.epoch = epoch
+                rng_by_rank = gather(rng_state(), dist)
+                row: dict[str, Any] = {"epoch": epoch}
+                if main:
+                    metrics, evaluator = plan.validate(state.eval_model, device, progress)
+                    score = float(metrics[plan.primary_metric])
+                    row = {"epoch": epoch, **losses, "lr": state.optimizer.param_groups[0]["lr"],
+                           **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}}
+                    improved = score > state.best
+                    state.best = max(state.best, score)
+                    state.history.append(row)
 
-                checkpoint = {**header, **state.state_dict()}
-                save_checkpoint(self.last_path, checkpoint)
-                if improved:
-                    save_checkpoint(self.best_path, {k: v for k, v in checkpoint.items()
-                                                     if k not in TRAINING_ONLY})
-                    evaluator.save_plots(self.run_dir)
-                write_metrics_csv(state.history, self.run_dir / "metrics.csv")
-                plot_curves(state.history, self.run_dir / "curves.png")
-                board.log(row, epoch)
-                self.log(f"epoch {epoch}/{tcfg.epochs}  loss {losses['train_loss']:.4f}  "
-                         f"{format_metrics(metrics)}" + ("  (best)" if improved else ""))
+                    checkpoint = {**header, **state.state_dict(rng_by_rank)}
+                    save_checkpoint(self.last_path, checkpoint)
+                    if improved:
+                        save_checkpoint(self.best_path, {k: v for k, v in checkpoint.items()
+                                                         if k not in TRAINING_ONLY})
+                        evaluator.save_plots(self.run_dir)
+                    write_metrics_csv(state.history, self.run_dir / "metrics.csv")
+                    plot_curves(state.history, self.run_dir / "curves.png")
+                    board.log(row, epoch)
+                    log(f"epoch {epoch}/{tcfg.epochs}  loss {losses['train_loss']:.4f}  "
+                        f"{format_metrics(metrics)}" + ("  (best)" if improved else ""))
+                dist.barrier()  # the others wait for process 0's validation and checkpoint
                 for callback in self.callbacks:
                     callback(self, epoch, row)
         finally:
-            board.close()
+            if board is not None:
+                board.close()
         return TrainResult(self.run_dir, self.best_path, self.last_path, plan.primary_metric, state.best,
                            metrics, tcfg.epochs, time.time() - t0)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random generators (CPU, and every GPU's when there are GPUs)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def mean_over_processes(values: dict[str, float], dist: Dist) -> dict[str, float]:
+    """Each value's mean over the processes that have it (every process's shard has as many
+    images); ``values`` itself on one process."""
+    if not dist.enabled:
+        return values
+    per_process = gather(values, dist)
+    keys = dict.fromkeys(k for v in per_process for k in v)
+    return {k: sum(v[k] for v in per_process if k in v) / sum(k in v for v in per_process)
+            for k in keys}
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _float_images(images: torch.Tensor | dict[str, torch.Tensor]) -> Any:
