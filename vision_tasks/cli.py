@@ -71,6 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished epochs are in {trainer.last_path}; continue with "
               f"`vision-tasks train --out {args.out} --resume`", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports
+        return 0
     print(f"done in {result.seconds:.0f} s: best {result.primary_metric} {result.best_metric:.4f}; "
           f"weights in {result.best.parent}, metrics in {result.run_dir / 'metrics.csv'}")
     return 0
