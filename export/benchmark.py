@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from vision_tasks.contract import ModelFileError
 from vision_tasks.results import json_line
 
 from .runtime import Predictor
@@ -210,8 +211,7 @@ def run_benchmark(model: str | Path, checkpoint: str | Path | None = None, batch
             cases.append(_Case("onnxruntime_lanes", _lanes_runner(predictor, batch, stack),
                                batch_size * predictor.lanes * LANE_CALLS, 1, min_seconds))
         if checkpoint is not None:
-            run_torch = stack.enter_context(
-                _torch_runner(checkpoint, batch, predictor.threads, predictor.provider))
+            run_torch = stack.enter_context(_torch_runner(checkpoint, batch, predictor))
             cases.append(_Case("pytorch", run_torch, batch_size, warmup, min_seconds))
         files, what = _pipeline_files(predictor, images, pipeline_count, Path(scratch))
 
@@ -248,12 +248,35 @@ def _lanes_runner(predictor: Predictor, batch: np.ndarray,
     return run
 
 
+def _check_same_model(checkpoint: str | Path, described: tuple[str, tuple[str, ...], int],
+                      predictor: Predictor) -> None:
+    """``described``: the checkpoint's (task, class names, input side)."""
+    task, names, size = described
+    meta = predictor.metadata
+    differs = [f"{what} {mine} vs {theirs}" for what, mine, theirs in (
+        ("task", task, meta.task), ("input size", f"{size}x{size}",
+                                    "x".join(map(str, meta.input_size)))) if mine != theirs]
+    if len(names) != len(meta.class_names):
+        differs.append(f"{len(names)} vs {len(meta.class_names)} classes")
+    elif tuple(names) != tuple(meta.class_names):
+        differs.append("other class names")
+    if differs:
+        raise ModelFileError(f"{checkpoint} is not the model of {predictor.path} ("
+                             f"{'; '.join(differs)}, checkpoint vs ONNX file); pass the checkpoint "
+                             "the file was exported from")
+
+
 @contextlib.contextmanager
-def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
-                  provider: str) -> Iterator[Callable[[], Any]]:
+def _torch_runner(checkpoint: str | Path, batch: np.ndarray,
+                  predictor: Predictor) -> Iterator[Callable[[], Any]]:
     """PyTorch eager on the same uint8 batch, through the same wrapper as the export, with
-    ``threads`` threads; host memory in and out like onnxruntime's ``run`` (on the GPU when
-    onnxruntime used one). Yields the function to time."""
+    the predictor's threads; host memory in and out like onnxruntime's ``run`` (on the GPU
+    when onnxruntime used one). Yields the function to time.
+
+    Raises:
+        ModelFileError: the checkpoint is not the ONNX file's model (another task, other
+            classes or another input size): the ratio would compare two different models.
+    """
     import torch
 
     from vision_tasks.engine.checkpoint import model_from_checkpoint
@@ -261,7 +284,9 @@ def _torch_runner(checkpoint: str | Path, batch: np.ndarray, threads: int,
     from .onnx_export import ExportWrapper, output_names
     from .runtime.providers import CPU
 
-    model, cfg, task, _ = model_from_checkpoint(checkpoint)
+    model, cfg, task, names = model_from_checkpoint(checkpoint)
+    _check_same_model(checkpoint, (task.name, tuple(names), cfg.data.image_size), predictor)
+    threads, provider = predictor.threads, predictor.provider
     wrapper = ExportWrapper(model, output_names(model, task.spec, cfg.data.image_size)).eval()
     device = torch.device("cpu" if provider == CPU or not torch.cuda.is_available() else "cuda")
     wrapper.to(device)

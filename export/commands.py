@@ -100,9 +100,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .runtime import Predictor
     from .runtime.batch import run_predict
-    from .runtime.sources import resolve_sources
+    from .runtime.sources import find_sources
 
-    sources = resolve_sources(args.source)
+    found = find_sources(args.source)
+    sources = found.files
+    for note in found.skipped:
+        print(f"predict: skipped {note}", file=sys.stderr)
     predictor = Predictor(args.model, device=args.device, threads=args.threads,
                           batch_size=args.batch_size, reduced_decode=args.reduced_decode,
                           lanes=args.lanes,
@@ -129,6 +132,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"  coco:        {summary.coco_results}")
     if args.save_images:
         print(f"  drawings:    {summary.out / 'images'}")
+    if summary.errors and not summary.predicted:
+        print(f"error: none of the {_count(summary.errors, 'image')} of this run could be "
+              f"predicted; the reasons are in {summary.errors_path}", file=sys.stderr)
+        return 2
     return 0
 
 

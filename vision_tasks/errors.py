@@ -6,6 +6,8 @@ without a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class VisionTasksError(Exception):
     """Base class of the product's user-facing errors."""
@@ -29,3 +31,20 @@ class DeviceError(VisionTasksError, ValueError):
 
 class OutputExistsError(VisionTasksError):
     """An output file or folder already holds results that a command would overwrite."""
+
+
+class OutputWriteError(VisionTasksError):
+    """An output file cannot be written (a full disk, no permission); what was written stays."""
+
+
+class TrainingDiverged(VisionTasksError):
+    """The loss or the weights became NaN or infinite; the checkpoints of the last good
+    epoch stay as they were."""
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of another library's error message, on one line (its terminal
+    colour codes dropped): a message cut short, never one cut in the middle."""
+    flat = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    end = re.search(r"[.!?](\s|$)", flat)
+    return flat[: end.start()] if end else flat

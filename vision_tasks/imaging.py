@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import threading
+import warnings
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,14 +27,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision_tasks import fast_decode
 
-__all__ = ["IMAGE_SUFFIXES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError", "ImageSource",
-           "Letterbox", "letterbox", "load_image", "load_letterboxed"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_FILE_BYTES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError",
+           "ImageSource", "LargeImageWarning", "Letterbox", "letterbox", "load_image",
+           "load_letterboxed"]
 
 PAD_VALUE = 114
 """Grey level of the letterbox border (the ONNX contract's pad value)."""
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 """File suffixes (lower case) that folder scans take for images (data sets and ``predict``)."""
+
+MAX_FILE_BYTES = 1 << 30
+"""The most bytes read from one image file (1 GiB): a larger file, or a "file" that never
+ends (a link to /dev/zero), is an :class:`ImageError`, not a read that fills the memory."""
 
 # What load_image accepts: a path, encoded bytes, a PIL image or a pixel array.
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -43,6 +50,17 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 # Modes whose alpha (or palette transparency) is dropped by going through RGBA.
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA", "P")
 _PIL_LOAD = threading.Lock()
+# Pillow's warning for an image over PIL.Image.MAX_IMAGE_PIXELS does not name the file; ours
+# (LargeImageWarning, from _pil_decode) does, so Pillow's own is silenced.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit",
+                        category=Image.DecompressionBombWarning)
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class LargeImageWarning(UserWarning):
+    """An image over ``PIL.Image.MAX_IMAGE_PIXELS`` (but under twice that, which is an
+    error): it is decoded, and the warning names the file."""
 
 
 class ImageError(ValueError):
@@ -113,6 +131,8 @@ def _read_file(name: str) -> bytes:
         raise ImageError(f"{name}: file not found; check the path") from exc
     except IsADirectoryError as exc:
         raise ImageError(f"{name}: is a directory, not an image file; pass a file path") from exc
+    except ImageError:
+        raise
     except OSError as exc:
         raise ImageError(f"{name}: cannot read file ({exc.strerror or _one_line(exc)}); "
                          "check that it exists and is readable") from exc
@@ -122,15 +142,30 @@ def _read_file(name: str) -> bytes:
 
 
 def _read_all(name: str) -> bytes:
-    """The file's bytes, read with plain system calls (cheaper than ``open().read()``)."""
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    """The bytes of the regular file ``name``, at most :data:`MAX_FILE_BYTES`, read with plain
+    system calls (cheaper than ``open().read()``). Opened without blocking, so a FIFO is
+    refused at once instead of waiting for a writer."""
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(name)
+        kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), None)
+        if kind is not None:
+            raise ImageError(f"{name}: not a regular file but {kind}; pass an image file")
+        size, limit = info.st_size, MAX_FILE_BYTES
         chunks: list[bytes] = []
-        while chunk := os.read(fd, size + 1 if not chunks else 1 << 20):
+        total = 0
+        while size <= limit and total <= limit and (
+                chunk := os.read(fd, size + 1 if not chunks else 1 << 20)):
             chunks.append(chunk)
-            if len(chunks) == 1 and len(chunk) == size:
+            total += len(chunk)
+            if len(chunks) == 1 and total == size:
                 break  # the whole file in one read: the usual case
+        if max(size, total) > limit:
+            raise ImageError(f"{name}: more than {limit:,} bytes, the most an image file may "
+                             "have here (vision_tasks.imaging.MAX_FILE_BYTES); downscale the "
+                             "image, or raise that limit if you trust the file")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
@@ -156,6 +191,12 @@ def _pil_decode(data: bytes, name: str) -> np.ndarray:
     except _DECODE_ERRORS as exc:
         raise _decode_error(name, exc) from exc
     with img:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and img.width * img.height > limit:
+            warnings.warn(f"{name}: {img.width}x{img.height} pixels, more than "
+                          f"PIL.Image.MAX_IMAGE_PIXELS ({limit:,}); decoding it anyway (twice "
+                          "that is refused as a possible decompression bomb)", LargeImageWarning,
+                          stacklevel=2)
         return _from_pil(img, name)
 
 

@@ -3,7 +3,11 @@
 ``OUT/predictions.jsonl`` gets one line per image (:meth:`Prediction.to_dict`), written and
 flushed as results arrive, so an interrupted run keeps every finished line;
 ``OUT/errors.jsonl`` gets ``{"source", "error"}`` for each file that could not be read or
-decoded, and the run carries on. ``resume=True`` skips sources already in either file.
+decoded, and the run carries on. ``resume=True`` skips sources already in either file, and
+only continues a folder written by the same model and settings (``OUT/run.json``, see
+:mod:`vision_tasks.export.runtime.run_record`). A file name that is not valid UTF-8 is written
+with ``\\xNN`` for each undecodable byte (:func:`json_text`). Drawings (``OUT/images/``) decode
+their image again, so memory does not grow with the image size times the images in flight.
 Box and mask tasks also get ``OUT/coco_results.json`` (a multi-head model: one
 ``OUT/coco_results.<head>.json`` per box head) (see :mod:`vision_tasks.export.runtime.coco`).
 """
@@ -12,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,18 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from vision_tasks.errors import OutputExistsError
-from vision_tasks.results import json_line
+from vision_tasks.errors import OutputExistsError, OutputWriteError
+from vision_tasks.imaging import ImageError, load_image
+from vision_tasks.results import Prediction, json_line
 
 from .coco import write_coco_results
 from .draw import save_drawing
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
+from .run_record import RUN_RECORD, check_resume, model_record, write_record
 
 PREDICTIONS = "predictions.jsonl"
 ERRORS = "errors.jsonl"
 COCO_RESULTS = "coco_results.json"
 IMAGES = "images"
+DRAWINGS_QUEUED = 8  # drawings waiting for a drawing thread (each holds a prediction only)
 
 
 @dataclass
@@ -77,16 +86,51 @@ def read_done(path: Path) -> set[str]:
     return done
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> set[str]:
+def json_text(text: str) -> str:
+    """``text`` as JSON can carry it: unchanged when it is valid Unicode; a file name whose
+    bytes are not UTF-8 (``os.fsdecode`` reads each such byte as a lone surrogate) gets
+    ``\\xNN`` for each of those bytes (``caf\\xe9.jpg``), the same every time, so
+    ``--resume`` recognises it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool, record: dict) -> set[str]:
+    """Prepare ``out`` for a run of the model ``record`` describes; returns the sources
+    already done (``resume``)."""
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: is a file, not a folder; pass --out a folder "
+                                "(it is made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputWriteError(f"{out}: cannot make the output folder ({err.strerror or err}); "
+                               "pass --out a folder you can write to") from None
     files = [out / PREDICTIONS, out / ERRORS]
+    drawings = out / IMAGES
     existing = [f for f in files if f.is_file() and f.stat().st_size > 0]
+    if drawings.is_dir() and any(drawings.iterdir()):
+        existing.append(drawings)
     if resume:
+        check_resume(out, record)
+        write_record(out, record)
         return read_done(files[0]) | read_done(files[1])
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} already exists; pass --resume to skip the images "
                                 "done there, or --overwrite to start again")
-    for f in files:
+    for f in [*files, out / RUN_RECORD]:
         f.unlink(missing_ok=True)
+    if drawings.is_symlink():
+        drawings.unlink()
+    elif drawings.is_dir():
+        shutil.rmtree(drawings)  # the previous run's drawings: --overwrite starts again
+    write_record(out, record)
     return set()
 
 
@@ -103,24 +147,65 @@ def _common_root(sources: list[str]) -> str:
         return ""
 
 
+def _cannot_write(path: Path | str, err: OSError, done: int) -> OutputWriteError:
+    return OutputWriteError(f"{path}: cannot write ({err.strerror or err}); free some disk space "
+                            "(or pass another --out), then run the same command with --resume: "
+                            f"the {done} images done so far are kept")
+
+
 class _Writer:
     """Appends lines to the two JSONL files and flushes each, so nothing finished is lost."""
 
     def __init__(self, out: Path) -> None:
-        self.predictions: IO[bytes] = open(out / PREDICTIONS, "ab")
-        self.errors: IO[bytes] = open(out / ERRORS, "ab")
+        self.paths = {"predictions": out / PREDICTIONS, "errors": out / ERRORS}
+        self.files: dict[str, IO[bytes]] = {}
+        self.done = 0
+        try:
+            for key, path in self.paths.items():
+                self.files[key] = open(path, "ab")
+        except OSError as err:
+            self.close(quiet=True)
+            raise _cannot_write(self.paths[key], err, 0) from None
 
     def write(self, outcome: Outcome) -> None:
         if outcome.prediction is not None:
-            f, record = self.predictions, outcome.prediction.to_dict()
+            key, record = "predictions", outcome.prediction.to_dict()
+            record["source"] = json_text(record["source"])
         else:
-            f, record = self.errors, {"source": outcome.source, "error": outcome.error}
-        f.write(json_line(record))
-        f.flush()
+            key = "errors"
+            record = {"source": json_text(outcome.source), "error": json_text(outcome.error or "")}
+        try:
+            self.files[key].write(json_line(record))
+            self.files[key].flush()
+        except OSError as err:
+            raise _cannot_write(self.paths[key], err, self.done) from None
+        self.done += 1
 
-    def close(self) -> None:
-        self.predictions.close()
-        self.errors.close()
+    def close(self, quiet: bool = False) -> None:
+        """Close both files; ``quiet``: after an error, whose message says it all (a buffer
+        that cannot be written now only holds a torn line, which ``--resume`` cuts off)."""
+        for key, f in self.files.items():
+            try:
+                f.close()
+            except OSError as err:
+                if not quiet:
+                    raise _cannot_write(self.paths[key], err, self.done) from None
+
+
+def _draw(source: str, prediction: Prediction, path: Path) -> Path | None:
+    """Decode ``source`` again and draw ``prediction`` on it into ``path``: a full-size image
+    is held only while it is drawn (one per drawing thread), not for every image in flight."""
+    try:
+        image = load_image(source)
+    except ImageError as err:  # the file changed since it was predicted
+        warnings.warn(f"no drawing: {err}", stacklevel=1)
+        return None
+    try:
+        return save_drawing(image, prediction, path)
+    except OSError as err:
+        raise OutputWriteError(f"{path}: cannot write the drawing ({err.strerror or err}); "
+                               "free some disk space (or pass another --out), then run the same "
+                               "command with --resume") from None
 
 
 def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike,
@@ -129,42 +214,45 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
     """Predict every source into ``out`` (see the module docstring for the files written).
 
     Raises:
-        OutputExistsError: ``out`` already holds results and neither ``resume`` nor
-            ``overwrite`` says what to do with them.
+        OutputExistsError: ``out`` is a file, or already holds results and neither ``resume``
+            nor ``overwrite`` says what to do with them, or ``resume`` meets the results of
+            another model or other settings.
+        OutputWriteError: a file of ``out`` cannot be written (a full disk...); what is
+            written stays, and ``resume`` continues.
     """
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    done = _check_out(out, resume, overwrite)
-    todo = [s for s in sources if s not in done]
+    done = _check_out(out, resume, overwrite, model_record(predictor))
+    todo = [s for s in sources if json_text(s) not in done]
     root = _common_root(sources) if save_images else ""
     counts = {"predicted": 0, "errors": 0}
     writer = _Writer(out)
-    drawings: deque[Future[Path]] = deque()
+    drawings: deque[Future[Path | None]] = deque()
     t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="draw") as draw_pool, \
                 tqdm(total=len(todo), unit="img", desc="predict", disable=not progress,
                      dynamic_ncols=True) as bar:
-            stream: Iterator[Outcome] = predict_stream(predictor, todo, workers=workers,
-                                                       keep_original=save_images)
+            stream: Iterator[Outcome] = predict_stream(predictor, todo, workers=workers)
             for outcome in stream:
                 writer.write(outcome)
                 counts["predicted" if outcome.prediction is not None else "errors"] += 1
                 if save_images and outcome.prediction is not None:
                     drawings.append(draw_pool.submit(
-                        save_drawing, outcome.original, outcome.prediction,
+                        _draw, outcome.source, outcome.prediction,
                         _drawing_path(out, outcome.source, root)))
-                    while len(drawings) > 64 or (drawings and drawings[0].done()):
+                    while len(drawings) > DRAWINGS_QUEUED or (drawings and drawings[0].done()):
                         drawings.popleft().result()
                 bar.update(1)
                 if counts["errors"]:
                     bar.set_postfix(errors=counts["errors"], refresh=False)
             for pending in drawings:
                 pending.result()
-    finally:
-        writer.close()
+    except BaseException:
+        writer.close(quiet=True)
+        raise
+    writer.close()
     seconds = time.perf_counter() - t0
     coco = None
     if predictor.spec is not None and predictor.spec.coco_results:

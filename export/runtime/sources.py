@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,39 @@ def _has_image_suffix(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
 
 
-def _folder(root: Path) -> list[str]:
-    found = []
+@dataclass
+class Sources:
+    """What SOURCE names: the image paths, and one line per folder left out of the walk
+    (:func:`find_sources`)."""
+
+    files: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _folder(root: Path) -> Sources:
+    """Image files below ``root``, following links to folders but walking each folder once
+    (by device and inode), so a link loop or a second link to one folder adds nothing twice.
+    Every file with an image suffix is kept, whatever it is (a FIFO, a link to a device):
+    reading it fails with a one-line reason in errors.jsonl rather than vanishing."""
+    found: list[str] = []
+    skipped: list[str] = []
+    walked: dict[tuple[int, int], str] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        first = walked.setdefault((info.st_dev, info.st_ino), dirpath)
+        if first != dirpath:
+            dirnames[:] = []
+            skipped.append(f"{dirpath} is {first} again (a link loop or a second link to it); "
+                           "walked once")
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [os.path.join(dirpath, f) for f in sorted(filenames)
                   if _has_image_suffix(f) and not f.startswith(".")]
-    return found
+    return Sources(found, skipped)
 
 
 def _list_file(path: Path) -> list[str]:
@@ -59,9 +86,15 @@ def _list_file(path: Path) -> list[str]:
 
 
 def resolve_sources(source: str) -> list[str]:
-    """Image paths named by ``source``, in a stable order.
+    """Image paths named by ``source`` (:func:`find_sources`' files)."""
+    return find_sources(source).files
 
-    - an existing folder: every image file below it (recursive, sorted, hidden names skipped);
+
+def find_sources(source: str) -> Sources:
+    """Image paths named by ``source``, in a stable order, and what was left out.
+
+    - an existing folder: every image file below it (recursive, sorted, hidden names skipped;
+      each folder walked once, however many links lead to it);
     - an existing ``.txt`` file: the paths it lists;
     - any other existing file: that file (decoded whatever its name);
     - a pattern with ``*``, ``?`` or ``[``: the matching image files (``**`` recurses).
@@ -70,8 +103,10 @@ def resolve_sources(source: str) -> list[str]:
         SourceError: ``source`` does not exist, or names no images.
     """
     path = Path(source)
+    skipped: list[str] = []
     if path.is_dir():
-        found = _folder(path)
+        scan = _folder(path)
+        found, skipped = scan.files, scan.skipped
         what = f"folder {source} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
     elif path.is_file():
         found = _list_file(path) if path.suffix.lower() == ".txt" else [source]
@@ -85,4 +120,4 @@ def resolve_sources(source: str) -> list[str]:
                           "a glob pattern (quoted) or a .txt list of paths")
     if not found:
         raise SourceError(f"{what}; check the path")
-    return found
+    return Sources(found, skipped)

@@ -1,0 +1,75 @@
+"""``OUT/run.json``: which model and settings wrote a ``predict`` folder, so that ``--resume``
+never appends one model's lines to another's.
+
+The record holds the model file's SHA-256, its task, classes, input size and thresholds, and
+the settings that change results (``score_threshold``, ``reduced_decode``). ``--resume``
+continues only when they all match; the model's path is kept for people, not compared (a
+model moved or copied is the same model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vision_tasks.errors import OutputExistsError
+from vision_tasks.fileio import atomic_write_text
+
+from .predictor import Predictor
+
+RUN_RECORD = "run.json"
+_NOT_COMPARED = ("model",)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_record(predictor: Predictor) -> dict[str, Any]:
+    """What identifies ``predictor``'s results: model file, task, classes, thresholds."""
+    meta = predictor.metadata
+    return {"model": str(predictor.path), "model_sha256": file_sha256(predictor.path),
+            "task": meta.task, "class_names": list(meta.class_names),
+            "input_size": list(meta.input_size), "thresholds": dict(meta.thresholds),
+            "score_threshold": predictor.score_threshold,
+            "reduced_decode": predictor.reduced_decode}
+
+
+def check_resume(out: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume ``out`` when its record names another model or other settings
+    (a folder without a record, from an older version, is taken as it is).
+
+    Raises:
+        OutputExistsError: one line naming what differs.
+    """
+    path = out / RUN_RECORD
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        old = {}
+    differs = [key for key in record if key not in _NOT_COMPARED and old.get(key) != record[key]]
+    if not differs:
+        return
+    what = ", ".join("the model file (another SHA-256)" if key == "model_sha256"
+                     else f"{key} ({_short(old.get(key))} -> {_short(record[key])})"
+                     for key in differs)
+    raise OutputExistsError(f"{out} holds predictions of {old.get('model', 'another model')} and "
+                            f"this run differs in {what}; --resume continues only the same model "
+                            "and settings: pass another --out, or --overwrite to start again")
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
