@@ -47,9 +47,11 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
     task = get_task(args.task)
     size = args.size if args.size is not None else task.synth_size
-    summary = task.synthesize(Path(args.out), args.train, args.val, size, args.seed)
+    style = {} if args.style == "default" else {"style": args.style}  # plug-ins may lack it
+    summary = task.synthesize(Path(args.out), args.train, args.val, size, args.seed, **style)
     splits = ", ".join(f"{name} {info['images']}" for name, info in summary["splits"].items())
-    print(f"wrote synthetic {args.task} set ({summary['layout']}, {size} px, seed {args.seed}): "
+    print(f"wrote synthetic {args.task} set ({summary['layout']}, {args.style} style, {size} px, "
+          f"seed {args.seed}): "
           f"{splits} images in {args.out}")
     return 0
 
@@ -168,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=None,
                        help="image side in pixels (default: the task's, 64; detect 128)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--style", choices=("default", "hard"), default="default",
+                       help="default: the shapes the ready configs were tuned on; hard: "
+                            "look-alike classes, random colours, noise, blur, cut by the border")
     synth.set_defaults(func=cmd_data_synth)
 
     train = verbs.add_parser("train", help="train a model from a config")

@@ -96,8 +96,10 @@ class Task(ABC):
         set's id of each class (its ``category_ids``), None for sets without ids."""
 
     @abstractmethod
-    def synthesize(self, out: Path, n_train: int, n_val: int, size: int, seed: int) -> dict:
-        """Write a synthetic data set in this task's layout; return a summary."""
+    def synthesize(self, out: Path, n_train: int, n_val: int, size: int, seed: int,
+                   style: str = "default") -> dict:
+        """Write a synthetic data set in this task's layout; return a summary. ``style``:
+        ``default`` or ``hard`` (``vision_tasks.data.synth_hard``)."""
 
     def demo_overrides(self, data_dir: Path) -> list[str]:
         """``--set`` overrides that point a default config at a synthesized set."""

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from vision_tasks.data.imagefolder import build_imagefolder
 from vision_tasks.data.synth import write_imagefolder
+from vision_tasks.data.synth_hard import synth_style
 from vision_tasks.models.layers import activation_width, check_activation, make_activation
 from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task, TaskHead
@@ -139,8 +140,9 @@ class ClassifyTask(Task):
     def make_evaluator(self, class_names, category_ids):
         return ClassifyEvaluator(class_names)
 
-    def synthesize(self, out, n_train, n_val, size, seed):
-        return write_imagefolder(out, n_train, n_val, size, seed, overwrite=True)
+    def synthesize(self, out, n_train, n_val, size, seed, style="default"):
+        return write_imagefolder(out, n_train, n_val, size, seed, overwrite=True,
+                                 style=synth_style(style))
 
 
 TASK = ClassifyTask()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vision_tasks.data.coco_detection import build_detection, collate_detection
 from vision_tasks.data.synth import write_coco
+from vision_tasks.data.synth_hard import synth_style
 from vision_tasks.errors import ConfigError
 from vision_tasks.metrics.coco_eval import CocoEvaluator
 from vision_tasks.models.layers import check_activation
@@ -43,8 +44,9 @@ class DetectTask(Task):
     def make_evaluator(self, class_names, category_ids):
         return CocoEvaluator(class_names, category_ids)
 
-    def synthesize(self, out, n_train, n_val, size, seed):
-        return write_coco(out, n_train, n_val, size, seed, 1, 6, occlusion=True, overwrite=True)
+    def synthesize(self, out, n_train, n_val, size, seed, style="default"):
+        return write_coco(out, n_train, n_val, size, seed, 1, 6, occlusion=True, overwrite=True,
+                          style=synth_style(style))
 
     def demo_overrides(self, data_dir: Path) -> list[str]:
         return coco_demo_overrides(data_dir)

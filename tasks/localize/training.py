@@ -13,6 +13,7 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from vision_tasks.data.single_object import build_single_object, collate_single_object
 from vision_tasks.data.synth import write_coco
+from vision_tasks.data.synth_hard import synth_style
 from vision_tasks.models.layers import activation_width, check_activation, make_activation
 from vision_tasks.plotting import pyplot, save_figure
 from vision_tasks.task_api import Evaluator, Task, TaskHead, coco_demo_overrides
@@ -165,8 +166,9 @@ class LocalizeTask(Task):
     def make_evaluator(self, class_names, category_ids):
         return LocalizeEvaluator(class_names)
 
-    def synthesize(self, out, n_train, n_val, size, seed):
-        return write_coco(out, n_train, n_val, size, seed, 1, 1, overwrite=True)
+    def synthesize(self, out, n_train, n_val, size, seed, style="default"):
+        return write_coco(out, n_train, n_val, size, seed, 1, 1, overwrite=True,
+                          style=synth_style(style))
 
     def demo_overrides(self, data_dir: Path) -> list[str]:
         return coco_demo_overrides(data_dir)

@@ -12,6 +12,7 @@ Conventions: images are uint8 RGB ``[H, W, 3]``; masks are bool ``[H, W]``; boxe
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class SynthObject:
     """One visible object of a rendered scene.
 
     Attributes:
-        label: class index into ``SHAPE_NAMES``.
+        label: class index into the style's class names (``SHAPE_NAMES`` here).
         box: ``(x1, y1, x2, y2)`` in pixels, tight around ``mask``; x2/y2 exclusive.
         mask: bool ``[H, W]``, the object's visible pixels only (after occlusion).
     """
@@ -205,6 +206,20 @@ def render_scene(
     return image, objects
 
 
+@dataclass(frozen=True)
+class SynthStyle:
+    """A family of synthetic scenes: its class names and its scene renderer
+    ``render(rng, size, num_objects, occlusion) -> (image, objects)`` (as :func:`render_scene`).
+    The writers below take one; ``vision_tasks.data.synth_hard`` has the others."""
+
+    name: str
+    class_names: tuple[str, ...]
+    render: Callable[[np.random.Generator, int, int, bool], tuple[np.ndarray, list[SynthObject]]]
+
+
+DEFAULT_STYLE = SynthStyle("default", SHAPE_NAMES, render_scene)
+
+
 def _check_args(n_train: int, n_val: int, size: int) -> None:
     if size < 16:
         raise ValueError(f"synthetic shapes: size must be >= 16, got {size}")
@@ -212,9 +227,11 @@ def _check_args(n_train: int, n_val: int, size: int) -> None:
         raise ValueError(f"synthetic shapes: counts must be >= 0, got {n_train=}, {n_val=}")
 
 
-def _summary_header(layout: str, out: Path, size: int, seed: int) -> dict:
+def _summary_header(layout: str, out: Path, size: int, seed: int, style: SynthStyle) -> dict:
     header = dict(layout=layout, path=str(out), size=size, seed=seed)
-    return {**header, "classes": list(SHAPE_NAMES), "splits": {}}
+    if style is not DEFAULT_STYLE:
+        header["style"] = style.name
+    return {**header, "classes": list(style.class_names), "splits": {}}
 
 
 def _prepare_dir(folder: Path, overwrite: bool) -> None:
@@ -237,12 +254,13 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_imagefolder(
-    out: str | Path, n_train: int, n_val: int, size: int, seed: int, overwrite: bool = False
+    out: str | Path, n_train: int, n_val: int, size: int, seed: int, overwrite: bool = False,
+    style: SynthStyle = DEFAULT_STYLE,
 ) -> dict:
     """Write a one-object-per-image classification set as ``out/<split>/<class>/<06d>.png``.
 
-    All five class folders exist in both splits, even when empty. ``overwrite`` deletes the
-    PNGs of an earlier generation in those splits first (otherwise they raise).
+    All of ``style``'s class folders exist in both splits, even when empty. ``overwrite``
+    deletes the PNGs of an earlier generation in those splits first (otherwise they raise).
 
     Returns:
         ``{"layout": "imagefolder", "path", "size", "seed", "classes",
@@ -250,21 +268,22 @@ def write_imagefolder(
     """
     _check_args(n_train, n_val, size)
     out = Path(out)
-    summary = _summary_header("imagefolder", out, size, seed)
+    names = style.class_names
+    summary = _summary_header("imagefolder", out, size, seed, style)
     for split_id, (split, n) in enumerate(zip(SPLITS, (n_train, n_val), strict=True)):
         _prepare_dir(out / split, overwrite)
-        for name in SHAPE_NAMES:
+        for name in names:
             (out / split / name).mkdir(exist_ok=True)
-        per_class = dict.fromkeys(SHAPE_NAMES, 0)
+        per_class = dict.fromkeys(names, 0)
         for index in range(n):
             rng = np.random.default_rng([seed, split_id, index])
             for _ in range(100):
-                image, objects = render_scene(rng, size, 1)
+                image, objects = style.render(rng, size, 1, True)
                 if objects:
                     break
             else:
                 raise RuntimeError(f"could not render a visible shape at size {size}")
-            name = SHAPE_NAMES[objects[0].label]
+            name = names[objects[0].label]
             _write_png(out / split / name / f"{index:06d}.png", image)
             per_class[name] += 1
         summary["splits"][split] = {"images": n, "per_class": per_class}
@@ -281,6 +300,7 @@ def write_coco(
     max_objects: int = 1,
     occlusion: bool = True,
     overwrite: bool = False,
+    style: SynthStyle = DEFAULT_STYLE,
 ) -> dict:
     """Write a COCO-style set: ``out/<split>/images/<image id:06d>.png`` + ``annotations.json``.
 
@@ -298,20 +318,19 @@ def write_coco(
             f"write_coco: need 0 <= min_objects <= max_objects, got {min_objects}, {max_objects}"
         )
     out = Path(out)
-    categories = [
-        {"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_NAMES)
-    ]
-    summary = _summary_header("coco", out, size, seed)
+    names = style.class_names
+    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(names)]
+    summary = _summary_header("coco", out, size, seed, style)
     for split_id, (split, n) in enumerate(zip(SPLITS, (n_train, n_val), strict=True)):
         image_dir = out / split / "images"
         _prepare_dir(out / split, overwrite)
         image_dir.mkdir(exist_ok=True)
         images, annotations = [], []
-        per_class = dict.fromkeys(SHAPE_NAMES, 0)
+        per_class = dict.fromkeys(names, 0)
         for index in range(n):
             rng = np.random.default_rng([seed, split_id, index])
             count = int(rng.integers(min_objects, max_objects + 1))
-            image, objects = render_scene(rng, size, count, occlusion)
+            image, objects = style.render(rng, size, count, occlusion)
             file_name = f"{index + 1:06d}.png"  # the stem is the image id, as in COCO
             _write_png(image_dir / file_name, image)
             images.append({"id": index + 1, "file_name": file_name, "width": size, "height": size})
@@ -330,10 +349,12 @@ def write_coco(
                         "segmentation": rle,
                     }
                 )
-                per_class[SHAPE_NAMES[obj.label]] += 1
+                per_class[names[obj.label]] += 1
         info = dict(generator="vision_tasks.data.synth", seed=seed, split=split, size=size)
         info.update(description="vision-tasks synthetic shapes", occlusion=occlusion)
         info.update(min_objects=min_objects, max_objects=max_objects)
+        if style is not DEFAULT_STYLE:
+            info["style"] = style.name
         atomic_write_text(
             out / split / "annotations.json",
             json.dumps({
