@@ -89,7 +89,7 @@ function describe() {
   const m = state.model;
   const [h, w] = m.inputSize;
   const classes = m.metadata.heads ? `${Object.keys(m.metadata.heads).length} heads` : `${m.classNames.length} classes`;
-  return `${state.modelName}: ${m.task}, ${classes}, input ${w}×${h}, ${m.backend}`;
+  return `${state.modelName}: ${m.task}, ${classes}, input ${w}×${h}, ${m.backend}${m.backendNote ? ` (${m.backendNote})` : ''}`;
 }
 
 /** The prediction's detections (per head for a multi-head model) at the page's threshold. */

@@ -29,10 +29,11 @@ export const BACKENDS = {
 
 /**
  * @typedef {object} LoadOptions
- * @property {'node' | 'wasm' | 'webgpu'} [backend]  default `node` in Node, `wasm` elsewhere
+ * @property {'node' | 'wasm' | 'webgpu'} [backend]  default: `node` in Node (or for an
+ *   `ort` that is onnxruntime-node), `wasm` elsewhere
  * @property {any} [ort]  the onnxruntime module to use (`import * as ort from ...`); by
- *   default `onnxruntime-node` or `onnxruntime-web` is imported by name (in a page without a
- *   bundler, map that name in an import map, or pass `ort`)
+ *   default `onnxruntime-node` or `onnxruntime-web` is imported by name, from where this
+ *   package lies (in a page without a bundler, map that name in an import map, or pass `ort`)
  * @property {string} [task]  when given, the model must be of this task
  * @property {number} [scoreThreshold=0.25]  detections (detect, segment) scoring below this
  *   are left out; 0 keeps all the graph returns
@@ -73,6 +74,12 @@ async function readBytes(source) {
   return { bytes: new Uint8Array(await response.arrayBuffer()), name };
 }
 
+/** Runs `session` once on one blank input image. */
+async function runBlank(ort, session, [h, w]) {
+  const tensor = new ort.Tensor('uint8', new Uint8Array(h * w * 3), [1, h, w, 3]);
+  await session.run({ [INPUT_NAME]: tensor });
+}
+
 /** A vision-tasks model, ready to predict. Create it with {@link VisionModel.load}. */
 export class VisionModel {
   /**
@@ -101,7 +108,10 @@ export class VisionModel {
     if (options.task && options.task !== meta.task) {
       throw new ModelFileError(`${name}: a ${meta.task} model, but a ${options.task} model is needed here`);
     }
-    const backend = options.backend ?? (IN_NODE ? 'node' : 'wasm');
+    // The default: onnxruntime-node for a given module that is it (its env.versions names
+    // 'node'), else node in Node and wasm elsewhere.
+    const given = options.ort?.env?.versions;
+    const backend = options.backend ?? (given ? (given.node ? 'node' : 'wasm') : IN_NODE ? 'node' : 'wasm');
     const spec = BACKENDS[backend];
     if (!spec) throw new TypeError(`unknown backend '${backend}'; use ${Object.keys(BACKENDS).join(', ')}`);
     const ort = options.ort ?? await import(spec.module);
@@ -115,15 +125,29 @@ export class VisionModel {
     } else if (options.threads) {
       ort.env.wasm.numThreads = options.threads;
     }
-    const session = await ort.InferenceSession.create(bytes, sessionOptions);
-    return new VisionModel(session, ort, meta, { ...options, backend, source: name });
+    let session = await ort.InferenceSession.create(bytes, sessionOptions);
+    let backendNote = '';
+    if (backend === 'webgpu') {
+      // onnxruntime-web 1.30's WebGPU kernels fail on the detect and segment graphs (a MatMul
+      // with a 1-D operand, GatherND): one run of a blank image tells, and the WASM backend
+      // takes over (README, "Use the model from JavaScript").
+      try {
+        await runBlank(ort, session, meta.inputSize);
+      } catch (err) {
+        await session.release?.();
+        backendNote = `WebGPU cannot run this model (${String(err.message).split('\n')[0]}); it runs on WASM`;
+        session = await ort.InferenceSession.create(bytes, { ...sessionOptions, executionProviders: BACKENDS.wasm.providers });
+        return new VisionModel(session, ort, meta, { ...options, backend: 'wasm', backendNote, source: name });
+      }
+    }
+    return new VisionModel(session, ort, meta, { ...options, backend, backendNote, source: name });
   }
 
   /**
    * @param {any} session  an onnxruntime `InferenceSession` of the file
    * @param {any} ort  its onnxruntime module
    * @param {import('./contract.js').ModelMetadata} meta
-   * @param {LoadOptions & {source: string}} options
+   * @param {LoadOptions & {source: string, backendNote?: string}} options
    */
   constructor(session, ort, meta, options) {
     this.session = session;
@@ -131,7 +155,10 @@ export class VisionModel {
     /** The checked contract metadata (task, class names, input size, thresholds...). */
     this.metadata = meta;
     this.layout = headLayout(meta, options.source);
+    /** The backend really in use (`webgpu` falls back to `wasm` where it cannot run the model). */
     this.backend = options.backend;
+    /** Why the backend asked for is not the one in use ('' when it is). */
+    this.backendNote = options.backendNote ?? '';
     this.source = options.source;
     this.scoreThreshold = options.scoreThreshold ?? DEFAULT_SCORE_THRESHOLD;
     if (!(this.scoreThreshold >= 0 && this.scoreThreshold <= 1)) {

@@ -37,54 +37,87 @@ function startServer() {
   });
 }
 
-test('the demo page draws the Python runtime\'s detections of the segment model', { timeout: 180_000,
-  skip: !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium)` }, async (t) => {
+/** Runs `body(page)` on the demo page served by scripts/serve.js in a fresh chromium. */
+async function withDemoPage(extraFlags, body) {
   const { chromium } = await import('playwright-core');
+  const { url, child } = await startServer();
+  const profile = mkdtempSync(join(tmpdir(), 'vt-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...extraFlags],
+      viewport: { width: 1180, height: 760 }, timeout: 60_000,
+    });
+    const page = context.pages()[0] ?? await context.newPage();
+    const errors = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    page.on('console', (msg) => { if (msg.type() === 'error' && !/\[W:onnxruntime/.test(msg.text())) errors.push(msg.text()); });
+    await page.goto(`${url}demo/`);
+    await body(page, errors);
+  } finally {
+    await context?.close();
+    child.kill();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+/** Loads `image` and `model` through the page's file inputs; resolves once drawn. */
+async function runDemo(page, image, model, backend = 'wasm') {
+  await page.selectOption('#backend', backend);
+  await page.setInputFiles('#image', image);
+  await page.setInputFiles('#model', model);
+  await page.waitForSelector('body[data-state="done"]', { timeout: 90_000 });
+  return page.evaluate(() => ({
+    drawn: Number(document.getElementById('canvas').dataset.drawn),
+    listed: [...document.querySelectorAll('#results li')].map((li) => [li.classList.contains('detection'),
+      li.querySelector('.name').textContent, Number(li.querySelector('.score').textContent)]),
+    status: document.getElementById('status').textContent,
+  }));
+}
+
+const skip = !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium)`;
+
+test('the demo page draws the Python runtime\'s detections of the segment model', { timeout: 180_000, skip }, async (t) => {
   const expected = readJson('expected', 'segment.json');
   // The image with the most detections at the default threshold (portrait or landscape, RGB).
   const counts = expected.images.map((name, i) => [name, expected.results['0.25'][i].detections.length,
     expected.results['0.0'][i].detections.length]).filter(([name]) => !/rgba|gray/.test(name));
   const [image, atDefault, atZero] = counts.sort((a, b) => b[1] - a[1])[0];
   assert.ok(atDefault > 0, 'the fixtures have an image with detections at the default threshold');
-
-  const { url, child } = await startServer();
-  const profile = mkdtempSync(join(tmpdir(), 'vt-chromium-'));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1180, height: 760 }, timeout: 60_000,
-    });
-    const page = context.pages()[0] ?? await context.newPage();
-    const errors = [];
-    page.on('pageerror', (err) => errors.push(err.message));
-    page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
-    await page.goto(`${url}demo/`);
-    await page.setInputFiles('#image', fixture('images', image));
-    await page.setInputFiles('#model', MODEL);
-    await page.waitForSelector('body[data-state="done"]', { timeout: 90_000 });
-    const drawn = async () => page.evaluate(() => ({
-      drawn: Number(document.getElementById('canvas').dataset.drawn),
-      listed: document.querySelectorAll('#results li.detection').length,
-      status: document.getElementById('status').textContent,
-    }));
-    const shown = await drawn();
+  await withDemoPage([], async (page, errors) => {
+    const shown = await runDemo(page, fixture('images', image), MODEL);
     t.diagnostic(`${image}: ${shown.status}`);
     assert.deepEqual(errors, []);
     if (MODEL === fixture('segment.onnx')) {
       assert.equal(shown.drawn, atDefault, 'detections drawn at the default threshold 0.25');
-      assert.equal(shown.listed, atDefault, 'detections listed');
+      assert.equal(shown.listed.filter(([isDetection]) => isDetection).length, atDefault, 'detections listed');
     }
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
     t.diagnostic(`screenshot: ${SCREENSHOT}`);
     if (MODEL === fixture('segment.onnx')) {
       await page.fill('#threshold', '0');
-      const all = await drawn();
-      assert.equal(all.drawn, atZero, 'detections drawn at threshold 0');
+      const drawn = await page.evaluate(() => Number(document.getElementById('canvas').dataset.drawn));
+      assert.equal(drawn, atZero, 'detections drawn at threshold 0');
     }
-  } finally {
-    await context?.close();
-    child.kill();
-    rmSync(profile, { recursive: true, force: true });
-  }
+  });
+});
+
+test('WebGPU runs classify with the Python scores; segment, which it cannot run, falls back to WASM', {
+  timeout: 180_000, skip }, async (t) => {
+  const expected = readJson('expected', 'classify.json');
+  const image = 'landscape.png';
+  const want = expected.results['0.25'][expected.images.indexOf(image)];
+  // SwiftShader's WebGPU adapter (software Vulkan) where the machine has no GPU.
+  await withDemoPage(['--enable-unsafe-webgpu'], async (page, errors) => {
+    const classify = await runDemo(page, fixture('images', image), fixture('classify.onnx'), 'webgpu');
+    t.diagnostic(classify.status);
+    assert.match(classify.status, /classify, 5 classes, input 32×32, webgpu ·/);
+    assert.deepEqual(classify.listed.map(([, name]) => name), want.top.map((c) => c.name));
+    classify.listed.forEach(([, , score], k) => assert.ok(Math.abs(score - want.top[k].score) <= 1e-3));
+    const segment = await runDemo(page, fixture('images', image), fixture('segment.onnx'), 'webgpu');
+    t.diagnostic(segment.status);
+    assert.match(segment.status, /segment, 5 classes, input 64×64, wasm \(WebGPU cannot run this model/);
+    assert.deepEqual(errors.filter((e) => !/WebGPU|JSEP|ExecuteKernel/.test(e)), []);
+  });
 });

@@ -12,7 +12,7 @@ OUT receives
 - ``images/*.png``: portrait and landscape images (RGB, RGBA, gray; smaller and larger than
   the inputs, so the letterbox scales down and up with odd paddings);
 - ``expected/<task>.json``: the Python ``Predictor``'s ``to_dict()`` of every image, at the
-  default score threshold and at 0;
+  default score threshold, at 0.05 and at 0;
 - ``letterbox/``: random images and ``vision_tasks.imaging.letterbox`` of them;
 - ``masks.json``: random mask probabilities and ``vision_tasks.masks.resample_mask`` of them.
 """
@@ -118,7 +118,7 @@ def write_expected(models: dict[str, Path], images: list[Path], out: Path) -> No
     folder.mkdir(exist_ok=True)
     for task, model in models.items():
         results = {}
-        for threshold in (0.25, 0.0):
+        for threshold in (0.25, 0.05, 0.0):
             predictor = Predictor(model, device="cpu", score_threshold=threshold, threads=1)
             results[str(threshold)] = [p.to_dict() for p in predictor.predict(images)]
         (folder / f"{task}.json").write_text(json.dumps({
