@@ -9,6 +9,7 @@ OUT receives
   classify and localize one epoch; detect and segment 40 epochs on 16 images (the test images
   are those images stretched, so boxes and masks land on the shapes) and keep every
   detection in the graph (score threshold 0), so each image has many boxes and masks;
+- ``multi.onnx``: a multi-head model (contract version 2), one head of each task, one epoch;
 - ``images/*.png``: portrait and landscape images (RGB, RGBA, gray; smaller and larger than
   the inputs, so the letterbox scales down and up with odd paddings);
 - ``expected/<task>.json``: the Python ``Predictor``'s ``to_dict()`` of every image, at the
@@ -82,6 +83,28 @@ def make_model(task: str, work: Path, out: Path, scenes: Path | None = None) -> 
          *(a for s in [*splits, *TINY, *sets] for a in ("--set", s))], work)
     model = out / f"{task}.onnx"
     run([*CLI, "export", str(work / f"run-{task}" / "weights" / "best.pt"), "--out", str(model)], work)
+    return model
+
+
+def make_multi(work: Path, out: Path, scenes: Path) -> Path:
+    """A multi-head model (contract version 2: classify, localize, detect and segment heads on
+    one backbone), one epoch of joint training on the other models' data sets."""
+    def coco(folder: Path) -> str:
+        return json.dumps({"images": str(folder / "images"), "annotations": str(folder / "annotations.json")})
+
+    sets = [*TINY, "train.epochs=1", "data.image_size=64", STRIDED]
+    for split in ("train", "val"):
+        sets += [f"heads.classify.data.{split}={work / 'data-classify' / split}",
+                 f"heads.localize.data.{split}={coco(work / 'data-localize' / split)}",
+                 f"heads.detect.data.{split}={coco(scenes / split)}",
+                 f"heads.segment.data.{split}={coco(scenes / split)}"]
+    for head in ("detect", "segment"):
+        sets += [f"heads.{head}.head.{key}" for key in ("hidden=16", "channels=16", "depth=1")]
+    sets += [f"heads.segment.head.{key}" for key in ("num_protos=8", "proto_channels=16", "coef_hidden=16")]
+    run([*CLI, "train", "multi", "--out", str(work / "run-multi"), "--quiet",
+         *(a for s in sets for a in ("--set", s))], work)
+    model = out / "multi.onnx"
+    run([*CLI, "export", str(work / "run-multi" / "weights" / "best.pt"), "--out", str(model)], work)
     return model
 
 
@@ -184,6 +207,8 @@ def main() -> None:
         images = make_images(scenes.result(), out)
         models |= {task: pool.submit(make_model, task, work, out, scenes.result())
                    for task in ("detect", "segment")}
+        models["classify"].result(), models["localize"].result()  # their data sets, for multi
+        models["multi"] = pool.submit(make_multi, work, out, scenes.result())
         models = {task: future.result() for task, future in models.items()}
     write_expected(models, images, out)
     write_letterbox_cases(out)

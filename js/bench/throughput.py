@@ -1,0 +1,50 @@
+"""Images per second of a model in the Python runtime, as js/bench/throughput.js measures the
+JavaScript one: the model alone (``Predictor.run`` on letterboxed batches) and ``predict`` on
+the same decoded images (letterbox, run, decode), same batch and threads.
+
+    .venv/bin/python js/bench/throughput.py MODEL.onnx IMAGES_DIR [--batch 32] [--rounds 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vision_tasks.export.runtime import Predictor
+from vision_tasks.imaging import load_image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("images", type=Path)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    pool = [load_image(p) for p in files]
+    images = [pool[i % len(pool)] for i in range(args.batch)]
+    predictor = Predictor(args.model, device="cpu", threads=args.threads, batch_size=args.batch)
+    batch = np.stack([predictor.prepare(image)[0] for image in images])
+    predictor.run(batch)  # warm-up
+    predictor.predict(images)
+
+    def rate(fn) -> float:
+        start = time.perf_counter()
+        for _ in range(args.rounds):
+            fn()
+        return args.rounds * args.batch / (time.perf_counter() - start)
+
+    alone = rate(lambda: predictor.run(batch))
+    predict = rate(lambda: predictor.predict(images))
+    print(json.dumps({"runtime": "python-onnxruntime", "batch": args.batch, "threads": args.threads,
+                      "model_alone_img_s": round(alone, 1), "predict_img_s": round(predict, 1)}))
+
+
+if __name__ == "__main__":
+    main()
