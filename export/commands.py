@@ -49,6 +49,39 @@ def _lanes(parser: argparse.ArgumentParser) -> None:
                              "(default: min(threads, 2))")
 
 
+def _engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this machine's threads; ray: Ray Data tasks decode, a pool "
+                             "of model actors predicts (the ray extra; README: Predicting on a "
+                             "cluster)")
+    parser.add_argument("--address", default=None,
+                        help="--engine ray: the cluster to join (ray start --head printed it); "
+                             "default: a local Ray for this run")
+    parser.add_argument("--num-actors", type=_positive, default=None,
+                        help="--engine ray: model actors (default: GPUs / --gpus-per-actor, "
+                             "else one per two CPUs)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0,
+                        help="--engine ray: GPUs each actor holds (CUDA; 0.5 shares one); "
+                             "default 0: CPU actors of --threads threads (default 1)")
+
+
+def _ray_options(args: argparse.Namespace) -> Any:
+    """``RayOptions`` for ``--engine ray``, else None (then no Ray option may be given)."""
+    if args.engine != "ray":
+        given = [flag for flag, value in (("--address", args.address),
+                                          ("--num-actors", args.num_actors),
+                                          ("--gpus-per-actor", args.gpus_per_actor)) if value]
+        if given:
+            raise VisionTasksError(f"{given[0]} is an option of --engine ray; add --engine ray")
+        return None
+    from .runtime.ray_engine import RayOptions, check_options
+
+    options = RayOptions(args.address, num_actors=args.num_actors,
+                         gpus_per_actor=args.gpus_per_actor, threads=args.threads or 1)
+    check_options(options, args.device)
+    return options
+
+
 def add_export(verbs: Any) -> None:
     p = verbs.add_parser("export", help="export a checkpoint to a self-describing ONNX file")
     p.add_argument("checkpoint", help="RUN/weights/best.pt")
@@ -92,6 +125,7 @@ def add_predict(verbs: Any) -> None:
     group.add_argument("--resume", action="store_true", help="skip images already done in OUT")
     group.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -102,22 +136,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .runtime.batch import run_predict
     from .runtime.sources import find_sources
 
+    ray = _ray_options(args)  # on Ray, this process's model only checks and names the run
     found = find_sources(args.source)
     sources = found.files
     for note in found.skipped:
         print(f"predict: skipped {note}", file=sys.stderr)
-    predictor = Predictor(args.model, device=args.device, threads=args.threads,
+    predictor = Predictor(args.model, device="cpu" if ray else args.device,
+                          threads=1 if ray else args.threads,
                           batch_size=args.batch_size, reduced_decode=args.reduced_decode,
-                          lanes=args.lanes,
+                          lanes=None if ray else args.lanes,
                           score_threshold=(DEFAULT_SCORE_THRESHOLD if args.score_threshold is None
                                            else args.score_threshold))
     note = f" ({predictor.provider_note})" if predictor.provider_note else ""
-    print(f"predict: {len(sources)} images with {predictor.path.name} ({predictor.task}) "
-          f"on {predictor.provider}{note}", file=sys.stderr)
+    where = (f"on Ray ({args.address or 'local'})" if ray else f"on {predictor.provider}{note}")
+    print(f"predict: {len(sources)} images with {predictor.path.name} ({predictor.task}) {where}",
+          file=sys.stderr)
     try:
-        summary = run_predict(predictor, sources, args.out, workers=args.workers,
-                              save_images=args.save_images, resume=args.resume,
-                              overwrite=args.overwrite, progress=not args.quiet)
+        if ray:
+            from .runtime.ray_engine import run_predict_ray
+
+            summary = run_predict_ray(predictor, sources, args.out, ray,
+                                      save_images=args.save_images, resume=args.resume,
+                                      overwrite=args.overwrite, progress=not args.quiet)
+        else:
+            summary = run_predict(predictor, sources, args.out, workers=args.workers,
+                                  save_images=args.save_images, resume=args.resume,
+                                  overwrite=args.overwrite, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished images are in {args.out}; continue with the same "
               "command plus --resume", file=sys.stderr)

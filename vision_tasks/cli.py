@@ -8,7 +8,8 @@ them by name.
 
 This module imports without torch: the base install (``pip install vision-tasks``) is the
 torch-free runtime (``predict``, ``benchmark MODEL.onnx``). A verb that needs the ``train``
-extra, run without it, fails in ``main`` with one line naming the extra (``TRAIN_EXTRA``).
+extra (or ``predict --engine ray`` the ``ray`` extra), run without it, fails in ``main`` with
+one line naming the extra (``EXTRAS``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ TRAIN_EXTRA = {
     "tensorboard": "tensorboard", "onnx": "onnx", "onnxscript": "onnxscript",
     "onnx_ir": "onnx-ir", "scipy": "scipy",
 }
+# The same for the ``ray`` extra (``predict --engine ray``): Ray and what Ray Data needs.
+RAY_EXTRA = {"ray": "ray", "pyarrow": "pyarrow", "pandas": "pandas"}
+# Each extra: how the message calls it, its modules, and the distribution whose absence means
+# that the extra is not installed at all.
+EXTRAS = {"train": ("the training extra", TRAIN_EXTRA, "torch"),
+          "ray": ("the ray extra", RAY_EXTRA, "ray")}
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -248,26 +255,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
-        missing = _train_extra_missing(err)
+        missing = _extra_missing(err)
         if missing is None:
             raise
-        verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None)) if v)
-        print(f"error: vision-tasks {verb} needs the training extra ({missing} is not installed): "
-              "pip install 'vision-tasks[train]'", file=sys.stderr)
+        extra, what, distribution = missing
+        engine = getattr(args, "engine", "local")
+        verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None),
+                                    None if engine == "local" else f"--engine {engine}") if v)
+        print(f"error: vision-tasks {verb} needs {what} ({distribution} is not installed): "
+              f"pip install 'vision-tasks[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
 
 
-def _train_extra_missing(err: ModuleNotFoundError) -> str | None:
-    """The ``train`` extra's distribution to name for ``err``: torch when it is absent (the
-    extra is not installed at all), else the one whose module was not found; None when the
-    missing module is not the extra's (a real fault: its traceback is shown)."""
+def _extra_missing(err: ModuleNotFoundError) -> tuple[str, str, str] | None:
+    """The extra ``err`` says is missing (its ``EXTRAS`` key and name) and the distribution
+    to name: the extra's main one when it is absent (the extra is not installed at all; torch
+    for ``train``), else the one whose module was not found; None when the missing module is
+    no extra's (a real fault: its traceback is shown)."""
     top = (err.name or "").partition(".")[0]
-    if top not in TRAIN_EXTRA:
-        return None
-    return "torch" if importlib.util.find_spec("torch") is None else TRAIN_EXTRA[top]
+    for extra, (what, modules, main_distribution) in EXTRAS.items():
+        if top in modules:
+            absent = importlib.util.find_spec(main_distribution) is None
+            return extra, what, main_distribution if absent else modules[top]
+    return None
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import shutil
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,8 +210,13 @@ def _draw(source: str, prediction: Prediction, path: Path) -> Path | None:
 
 def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike,
                 workers: int | None = None, save_images: bool = False, resume: bool = False,
-                overwrite: bool = False, progress: bool = True) -> PredictSummary:
+                overwrite: bool = False, progress: bool = True,
+                stream: Callable[[list[str]], Iterator[Outcome]] | None = None) -> PredictSummary:
     """Predict every source into ``out`` (see the module docstring for the files written).
+
+    ``stream``: another engine, which turns the sources to do into their outcomes in the same
+    order (:mod:`vision_tasks.export.runtime.ray_engine`); default: this machine's
+    :func:`~vision_tasks.export.runtime.pipeline.predict_stream` of ``predictor``.
 
     Raises:
         OutputExistsError: ``out`` is a file, or already holds results and neither ``resume``
@@ -234,8 +239,9 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="draw") as draw_pool, \
                 tqdm(total=len(todo), unit="img", desc="predict", disable=not progress,
                      dynamic_ncols=True) as bar:
-            stream: Iterator[Outcome] = predict_stream(predictor, todo, workers=workers)
-            for outcome in stream:
+            outcomes: Iterator[Outcome] = (stream(todo) if stream is not None else
+                                           predict_stream(predictor, todo, workers=workers))
+            for outcome in outcomes:
                 writer.write(outcome)
                 counts["predicted" if outcome.prediction is not None else "errors"] += 1
                 if save_images and outcome.prediction is not None:

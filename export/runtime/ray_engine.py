@@ -1,0 +1,252 @@
+"""``vision-tasks predict --engine ray``: the local batch job (:mod:`.batch`), its model run on
+a Ray cluster.
+
+Ray Data takes the sources (found on the driver as the local engine finds them, so both
+engines see the same files in the same order), decodes and letterboxes them in CPU tasks
+(:func:`decode_batch_task`, the local pipeline's own preparer), and runs the model in a pool of
+actors (:class:`PredictActor`), each holding one :class:`Predictor`, made once per actor: one
+onnxruntime session, on CUDA for an actor given GPUs. The outcomes come back to the driver in
+source order and go through :func:`.batch.run_predict`'s writer: ``predictions.jsonl``,
+``errors.jsonl`` (the same messages), ``coco_results.json`` (one per box head of a multi-head
+model), ``run.json`` and ``--resume`` are the local engine's, line for line.
+
+Every node reads the sources and the model by the paths the driver gives (a shared file
+system), with the same vision-tasks installed. Without ``address`` a local Ray is started for
+the run (no dashboard, warnings only) and stopped after it; with one, the run joins that
+cluster and leaves it running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import ray.data
+
+from vision_tasks.errors import ConfigError
+from vision_tasks.imaging import Letterbox, load_letterboxed
+
+from .batch import PredictSummary, run_predict
+from .pipeline import Outcome, make_preparer
+from .predictor import Predictor
+from .providers import cpu_threads
+
+# Ray Data columns: paths and messages as bytes (os.fsencode), since a file name that is not
+# UTF-8 cannot be an Arrow string; letterboxes and predictions pickled (exact, any task).
+Batch = dict[str, np.ndarray]
+DECODE_TASK_CPUS = 0.5
+"""CPUs a decoding task reserves: it waits on storage part of the time, so two share a core.
+Differing from the actors' (whole CPUs) also keeps Ray Data from fusing decoding into the
+actors, where it would take turns with the model on the actor's cores."""
+
+
+@dataclass
+class RayOptions:
+    """Where and how wide the Ray run is.
+
+    Attributes:
+        address: a running cluster to join (``ray start --head`` printed it; ``"auto"``: the
+            one on this machine); None starts a local Ray for this run.
+        num_cpus: CPUs of a local Ray (default: the cores this process may use).
+        num_actors: model actors (default: the cluster's GPUs / ``gpus_per_actor`` with GPUs,
+            else one per two CPUs, leaving the others to the decoding tasks).
+        gpus_per_actor: GPUs each actor holds (a fraction shares one); 0: CPU actors.
+        threads: onnxruntime CPU threads of each CPU actor (each reserves as many CPUs).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_actors: int | None = None
+    gpus_per_actor: float = 0.0
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What every actor needs to build the same :class:`Predictor` as the driver's."""
+
+    path: str
+    input_size: tuple[int, int]
+    pad_value: int
+    batch_size: int
+    score_threshold: float
+    reduced_decode: bool
+
+    @classmethod
+    def of(cls, predictor: Predictor) -> ModelSettings:
+        return cls(str(predictor.path.resolve()), predictor.input_size,
+                   predictor.metadata.pad_value, predictor.batch_size,
+                   predictor.score_threshold, predictor.reduced_decode)
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """:meth:`Predictor.load` without a session, for the decoding tasks."""
+
+    settings: ModelSettings
+
+    def load(self, source: str, keep_original: bool = False
+             ) -> tuple[np.ndarray, Letterbox, np.ndarray | None]:
+        s = self.settings
+        return load_letterboxed(source, s.input_size, s.pad_value, reduce=s.reduced_decode,
+                                keep_original=keep_original)
+
+
+def decode_batch_task(batch: Batch, settings: ModelSettings) -> Batch:
+    """CPU task: ``source`` -> ``image`` uint8 ``[n, H, W, 3]`` (zeros where the file failed),
+    ``letterbox`` and ``error`` (empty where it did not), with the local pipeline's messages."""
+    prepare = make_preparer(_Loader(settings))
+    items = [prepare(os.fsdecode(source)) for source in batch["source"]]
+    blank = np.zeros((*settings.input_size, 3), np.uint8)
+    return {
+        "source": batch["source"],
+        "image": np.stack([blank if item.image is None else item.image for item in items]),
+        "letterbox": _objects(pickle.dumps(item.letterbox) for item in items),
+        "error": _objects(os.fsencode(item.error or "") for item in items),
+    }
+
+
+class PredictActor:
+    """One model session for the actor's life; each call runs one batch of decoded images."""
+
+    def __init__(self, settings: ModelSettings, device: str, threads: int | None) -> None:
+        self.predictor = Predictor(settings.path, device=device, threads=threads,
+                                   batch_size=settings.batch_size, lanes=1,
+                                   score_threshold=settings.score_threshold,
+                                   reduced_decode=settings.reduced_decode)
+
+    def __call__(self, batch: Batch) -> Batch:
+        """``image``, ``letterbox`` -> ``prediction`` (pickled; empty where ``error`` says
+        the file failed)."""
+        good = [i for i, error in enumerate(batch["error"]) if not error]
+        predictions = [b""] * len(batch["error"])
+        if good:
+            outputs = self.predictor.run(batch["image"][good])
+            decoded = self.predictor.decode(
+                outputs, [pickle.loads(batch["letterbox"][i]) for i in good],
+                [os.fsdecode(batch["source"][i]) for i in good])
+            for i, prediction in zip(good, decoded, strict=True):
+                predictions[i] = pickle.dumps(prediction)
+        return {"source": batch["source"], "error": batch["error"],
+                "prediction": _objects(predictions)}
+
+
+def _objects(values: Any) -> np.ndarray:
+    values = list(values)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+class RaySession:
+    """Ray for one run: joined or started on first use, stopped by :meth:`close` (a started
+    local Ray is shut down; a joined cluster only loses this driver)."""
+
+    def __init__(self, options: RayOptions) -> None:
+        self.options = options
+        self.started = False
+
+    def start(self) -> None:
+        if self.started or ray.is_initialized():
+            return
+        quiet = {"include_dashboard": False, "logging_level": logging.ERROR,
+                 "log_to_driver": False}
+        if self.options.address:
+            ray.init(address=self.options.address, **quiet)
+        else:
+            ray.init(num_cpus=self.options.num_cpus or cpu_threads(), **quiet)
+        self.started = True
+
+    def close(self) -> None:
+        if self.started:
+            ray.shutdown()
+            self.started = False
+
+
+def _device(options: RayOptions) -> str:
+    return "cuda" if options.gpus_per_actor > 0 else "cpu"
+
+
+def _num_actors(options: RayOptions) -> int:
+    if options.num_actors:
+        return options.num_actors
+    resources = ray.cluster_resources()
+    if options.gpus_per_actor > 0:
+        gpus = resources.get("GPU", 0.0)
+        if gpus < options.gpus_per_actor:
+            raise ConfigError(f"--gpus-per-actor {options.gpus_per_actor:g}: the Ray cluster "
+                              f"has {gpus:g} GPUs; pass --gpus-per-actor 0 for CPU actors")
+        return int(gpus // options.gpus_per_actor)
+    return max(1, int(resources.get("CPU", 1.0)) // (2 * options.threads))
+
+
+def ray_stream(settings: ModelSettings, options: RayOptions, session: RaySession,
+               sources: list[str]) -> Iterator[Outcome]:
+    """The outcomes of ``sources``, in their order, computed on Ray (see the module
+    docstring); starts ``session`` when there is something to do."""
+    if not sources:
+        return
+    session.start()
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # outcomes in source order
+    context.enable_progress_bars = False  # run_predict shows its own
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no plan and timing per run
+    batch = settings.batch_size
+    dataset = (
+        ray.data.from_items([{"source": os.fsencode(s)} for s in sources],
+                            override_num_blocks=max(1, -(-len(sources) // batch)))
+        .map_batches(decode_batch_task, fn_kwargs={"settings": settings}, batch_size=batch,
+                     batch_format="numpy", num_cpus=DECODE_TASK_CPUS)
+        .map_batches(PredictActor, batch_size=batch, batch_format="numpy",
+                     fn_constructor_kwargs={"settings": settings, "device": _device(options),
+                                            "threads": (None if options.gpus_per_actor > 0
+                                                        else options.threads)},
+                     compute=ray.data.ActorPoolStrategy(size=_num_actors(options)),
+                     num_cpus=1 if options.gpus_per_actor > 0 else options.threads,
+                     num_gpus=options.gpus_per_actor or None)
+    )
+    for rows in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for source, error, blob in zip(rows["source"], rows["error"], rows["prediction"],
+                                       strict=True):
+            name = os.fsdecode(source)
+            if error:
+                yield Outcome(name, error=os.fsdecode(error))
+            else:
+                yield Outcome(name, prediction=pickle.loads(blob))
+
+
+def check_options(options: RayOptions, device: str) -> None:
+    """``--device`` follows ``--gpus-per-actor`` on Ray; a contradiction is a one-line error.
+
+    Raises:
+        ConfigError: a CUDA device without GPUs per actor, or negative GPUs.
+    """
+    if options.gpus_per_actor < 0:
+        raise ConfigError(f"--gpus-per-actor must be 0 or more, got {options.gpus_per_actor:g}")
+    if device not in ("auto", "cpu") and options.gpus_per_actor == 0:
+        raise ConfigError(f"--device {device} with --engine ray: pass --gpus-per-actor G (GPUs "
+                          "each actor holds); without it the actors run on CPUs")
+    if device == "cpu" and options.gpus_per_actor > 0:
+        raise ConfigError("--device cpu with --gpus-per-actor: pass one or the other")
+
+
+def run_predict_ray(predictor: Predictor, sources: list[str], out: str | os.PathLike,
+                    options: RayOptions, save_images: bool = False, resume: bool = False,
+                    overwrite: bool = False, progress: bool = True) -> PredictSummary:
+    """:func:`.batch.run_predict` with the model run on Ray; ``predictor`` (the driver's, on
+    the CPU) checks the model, names the run (``run.json``) and writes the COCO results."""
+    session = RaySession(options)
+    settings = ModelSettings.of(predictor)
+    try:
+        return run_predict(predictor, sources, Path(out), save_images=save_images,
+                           resume=resume, overwrite=overwrite, progress=progress,
+                           stream=lambda todo: ray_stream(settings, options, session, todo))
+    finally:
+        session.close()
