@@ -4,7 +4,7 @@
  * - anywhere: pixels in memory, `{data, width, height}` (RGB, RGBA or gray bytes:
  *   `channels` is `data.length / (width * height)` unless given); an `ImageData` is one;
  * - in a browser (or any host with `OffscreenCanvas` / `document`): an `HTMLImageElement`
- *   (loaded), `HTMLCanvasElement`, `OffscreenCanvas`, `ImageBitmap`, `HTMLVideoElement`,
+ *   (awaited while it loads), `HTMLCanvasElement`, `OffscreenCanvas`, `ImageBitmap`, `HTMLVideoElement`,
  *   `VideoFrame`, `SVGImageElement`, or a `Blob` / `File` of an encoded image (decoded with
  *   `createImageBitmap`, turned upright by its EXIF orientation as the Python runtime does).
  *
@@ -67,9 +67,6 @@ function canvas(width, height) {
 
 /** RGBA pixels of a drawable at its natural size. */
 function drawnPixels(image) {
-  if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
-    throw new TypeError(`image ${image.src} is not loaded yet; await image.decode() before predict`);
-  }
   const [width, height] = naturalSize(image);
   if (!width || !height) throw new TypeError(`${sourceName(image)} has no pixels (${width}x${height}); is it loaded?`);
   const c = canvas(width, height);
@@ -97,6 +94,13 @@ export async function toPixels(image) {
       return { pixels: drawnPixels(bitmap), source };
     } finally {
       bitmap.close();
+    }
+  }
+  if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !(image.complete && image.naturalWidth)) {
+    try {
+      await image.decode(); // still loading: wait for it
+    } catch {
+      throw new TypeError(`${source}: the image cannot be loaded or decoded`);
     }
   }
   if (isDrawable(image)) return { pixels: drawnPixels(image), source };
