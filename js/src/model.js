@@ -53,12 +53,13 @@ async function readBytes(source) {
   if (typeof source !== 'string' && !(source instanceof URL)) {
     throw new TypeError(`VisionModel.load takes a URL, a path (Node), bytes or a Blob, got ${typeof source}`);
   }
-  const url = source instanceof URL ? source : URL.canParse?.(source) && /^[a-z][a-z0-9+.-]+:/i.test(source) &&
-    !/^[a-z]:[\\/]/i.test(source) ? new URL(source) : null;
-  if (IN_NODE && (!url || url.protocol === 'file:')) {
+  // In Node, a path or a file: URL is read from disk; anything else (http:, https:, data:, a
+  // relative URL in a page) is fetched.
+  const scheme = source instanceof URL ? source.protocol : /^([a-z][a-z0-9+.-]+:)\/\//i.exec(source)?.[1];
+  if (IN_NODE && (!scheme || scheme === 'file:')) {
     const { readFile } = await import('node:fs/promises');
     try {
-      return { bytes: new Uint8Array(await readFile(url ?? source)), name };
+      return { bytes: new Uint8Array(await readFile(scheme ? new URL(source) : source)), name };
     } catch (err) {
       throw new ModelFileError(`${name}: cannot read the model file (${err.code ?? err.message}); ` +
         'export one with `vision-tasks export RUN/weights/best.pt --out model.onnx`');
