@@ -63,6 +63,26 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from vision_tasks.data.yolo_convert import coco_to_yolo, yolo_to_coco
+
+    src = Path(args.src)
+    if src.suffix in (".yaml", ".yml"):
+        summary = yolo_to_coco(src, args.out)
+        for split, info in summary["splits"].items():
+            for problem in info["problems"]:
+                print(f"left out: {problem}", file=sys.stderr)
+            print(f"{split}: {info['images']} images, {info['objects']} objects, "
+                  f"{len(info['problems'])} bad labels -> {Path(args.out) / split}")
+    else:
+        summary = coco_to_yolo(src, args.out, segments=args.segments)
+        for split, info in summary["splits"].items():
+            print(f"{split}: {info['images']} images, {info['objects']} objects "
+                  f"({info['left_out']} crowd regions or missing images left out)")
+        print(f"wrote {summary['data_yaml']}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vision_tasks.config import load_config
     from vision_tasks.engine.trainer import Trainer
@@ -181,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: the shapes the ready configs were tuned on; hard: "
                             "look-alike classes, random colours, noise, blur, cut by the border")
     synth.set_defaults(func=cmd_data_synth)
+    convert = data_verbs.add_parser("convert", help="COCO json <-> YOLO (Ultralytics) layout")
+    convert.add_argument("src", help="a YOLO data.yaml (-> COCO), or a folder of COCO splits "
+                                     "<split>/images + <split>/annotations.json (-> YOLO)")
+    convert.add_argument("out", help="output folder")
+    convert.add_argument("--segments", action="store_true",
+                         help="COCO -> YOLO: write object outlines as polygons (default: boxes)")
+    convert.set_defaults(func=cmd_data_convert)
 
     train = verbs.add_parser("train", help="train a model from a config")
     train.add_argument("config", nargs="?",

@@ -79,11 +79,14 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     """Where the data lives. A split is an ImageFolder directory (classify) or
-    ``{images: DIR, annotations: FILE}`` (COCO json tasks). Relative paths are
-    taken from the current directory."""
+    ``{images: DIR, annotations: FILE}`` (COCO json tasks) or ``{yolo: data.yaml}`` (that
+    split of a YOLO set); ``yolo: data.yaml`` gives both splits of a YOLO set to the box
+    tasks and wins over ``train``/``val``. Relative paths are taken from the current
+    directory."""
 
     train: str | dict[str, str] | None = None
     val: str | dict[str, str] | None = None
+    yolo: str | None = None
     image_size: int = 64
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -27,9 +27,10 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from vision_tasks.data.bad_images import WarnOnce, decoded_from
-from vision_tasks.data.coco import CocoImage, read_coco
+from vision_tasks.data.coco import CocoImage
 from vision_tasks.data.single_object import coco_split
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
+from vision_tasks.data.yolo import read_index
 from vision_tasks.errors import DataError
 from vision_tasks.imaging import Letterbox, letterbox
 
@@ -82,7 +83,7 @@ class DetectionDataset(Dataset):
     def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
                  augment: Any = None, class_names: list[str] | None = None, seed: int = 0,
                  masks: bool = False) -> None:
-        index = read_coco(annotations, images, key)
+        index = read_index(annotations, images, key)
         self.masks = masks
         if masks and image_size % MASK_STRIDE:
             raise DataError(f"data.image_size: {image_size} is not a multiple of {MASK_STRIDE}; "

@@ -23,8 +23,9 @@ import torch
 from torch.utils.data import Dataset
 
 from vision_tasks.data.bad_images import WarnOnce, decoded_from
-from vision_tasks.data.coco import CocoAnnotation, CocoImage, CocoIndex, read_coco
+from vision_tasks.data.coco import CocoAnnotation, CocoImage, CocoIndex
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
+from vision_tasks.data.yolo import YoloSplit, read_index, yolo_source
 from vision_tasks.errors import DataError
 from vision_tasks.imaging import letterbox
 
@@ -94,7 +95,7 @@ class SingleObjectDataset(Dataset):
     def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
                  policy: MultiObjectPolicy = "skip", augment: Any = None,
                  class_names: list[str] | None = None, seed: int = 0) -> None:
-        index = read_coco(annotations, images, key)
+        index = read_index(annotations, images, key)
         pairs, self.report = select_objects(index, policy)
         self.annotation_file = index.annotation_file
         self.multi_object_policy = policy
@@ -165,10 +166,14 @@ def collate_single_object(batch: list[tuple[torch.Tensor, dict[str, Any]]]
     }
 
 
-def coco_split(cfg: Any, split: str) -> tuple[str, str]:
-    """``(annotations file, images folder)`` of ``data.<split>`` in a config."""
+def coco_split(cfg: Any, split: str) -> tuple[str | YoloSplit, str]:
+    """``(annotations file, images folder)`` of ``data.<split>`` in a config; for a YOLO
+    set (``data.yolo`` or ``data.<split>: {yolo: FILE}``), ``(YoloSplit, data.yaml)``."""
     value = getattr(cfg.data, split)
     key = f"data.{split}"
+    yolo = yolo_source(value, getattr(cfg.data, "yolo", None), split)
+    if yolo is not None:
+        return yolo, str(yolo.data_yaml)
     if not isinstance(value, dict) or set(value) != {"images", "annotations"}:
         raise DataError(f"{key}: expected {{images: DIR, annotations: FILE}} for a COCO json task, "
                         f"got {value!r}; e.g. --set {key}='{{images: DIR/images, annotations: "
