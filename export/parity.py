@@ -34,6 +34,7 @@ import torch
 
 from vision_tasks.config import Config
 from vision_tasks.contract import OUTPUT_SEPARATOR
+from vision_tasks.data.bad_images import Unreadable
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import letterbox
@@ -94,9 +95,12 @@ def check_images(cfg: Config, task: Task, class_names: list[str],
         dataset = task.build_dataset(cfg, "val", train=False, class_names=class_names)
         count = min(n, len(dataset))
         indices = np.linspace(0, len(dataset) - 1, count).round().astype(int)
-        images = np.stack([dataset[int(i)][0].permute(1, 2, 0).numpy() for i in indices])
-        where = cfg.data.val["images"] if isinstance(cfg.data.val, dict) else cfg.data.val
-        return np.ascontiguousarray(images), f"{count} images of data.val ({where})"
+        items = [dataset[int(i)] for i in indices]
+        readable = [item[0] for item in items if not isinstance(item, Unreadable)]
+        if readable:
+            images = np.stack([image.permute(1, 2, 0).numpy() for image in readable])
+            where = cfg.data.val["images"] if isinstance(cfg.data.val, dict) else cfg.data.val
+            return np.ascontiguousarray(images), f"{len(readable)} images of data.val ({where})"
     except (VisionTasksError, OSError, ValueError, KeyError):
         pass  # the data set is not on this machine: synthetic inputs still test the graph
     rng = np.random.default_rng(0)

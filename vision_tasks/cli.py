@@ -92,8 +92,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.overrides:
         raise VisionTasksError("--resume continues the run with its saved config; drop --set")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise VisionTasksError(f"{args.out}: is a file, not a folder; pass --out a run folder "
+                               "(it is made if missing)")
     cfg = None if args.resume else load_config(resolve_config(_require_config(args)), args.overrides)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if args.resume:
+        from vision_tasks.resume_config import check_resume_config
+
+        check_resume_config(trainer.cfg, args.out,
+                            resolve_config(args.config) if args.config else None)
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
@@ -280,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (VisionTasksError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the command cannot read or write (a full disk, ...)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}; check the path, its permissions and the "
+              "free disk space", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
         missing = _extra_missing(err)

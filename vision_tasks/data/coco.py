@@ -13,6 +13,10 @@ Conventions:
   its position in that order, and ``CocoIndex.category_ids[index]`` is its original id, so
   non-contiguous ids (COCO's 1..90 with gaps) survive the round trip;
 - a box is ``(x1, y1, x2, y2)`` in original-image pixels (COCO's ``[x, y, w, h]`` converted);
+- boxes that cannot be right are dropped or mended by one rule, and counted
+  (:meth:`CocoIndex.box_notes`): a box of zero or negative width or height is dropped; where
+  the image's ``width`` and ``height`` are given, a box with no part inside the image is
+  dropped and a box partly outside is clipped to it;
 - crowd regions (``iscrowd: 1``) are kept, flagged, for the task to ignore or use;
 - ``segmentation`` is kept as written (polygons or RLE), unparsed.
 """
@@ -84,6 +88,10 @@ class CocoIndex:
         category_ids: original COCO id of each class index (same order as ``class_names``).
         images: every entry of ``images``, in file order.
         degenerate: annotations dropped because their box has no area (``w <= 0`` or ``h <= 0``).
+        negative: of those, the ones with a negative width or height.
+        outside: annotations dropped because their box lies wholly outside its image.
+        clipped: annotations whose box reached outside its image, clipped to it.
+        annotations: the entries of the file's ``annotations`` (kept or not).
     """
 
     annotation_file: Path
@@ -92,6 +100,29 @@ class CocoIndex:
     category_ids: list[int]
     images: list[CocoImage]
     degenerate: int = 0
+    negative: int = 0
+    outside: int = 0
+    clipped: int = 0
+    annotations: int = 0
+
+    def box_notes(self, sizes: bool = True) -> str:
+        """What happened to boxes that could not be used as written, e.g. ``"3 boxes dropped
+        (2 of zero size and 1 of negative size), 1 box wholly outside the image dropped, 3
+        boxes clipped to the image"`` (without the first part unless ``sizes``); "" when
+        nothing did. A file without any annotation says so."""
+        if not self.annotations:
+            return "the file has no annotations"
+        notes = []
+        zero = self.degenerate - self.negative
+        if sizes and (zero or self.negative):
+            sizes = [f"{n} of {kind} size" for n, kind in ((zero, "zero"), (self.negative, "negative"))
+                     if n]
+            notes.append(f"{_boxes(self.degenerate)} dropped ({' and '.join(sizes)})")
+        if self.outside:
+            notes.append(f"{_boxes(self.outside)} wholly outside the image dropped")
+        if self.clipped:
+            notes.append(f"{_boxes(self.clipped)} clipped to the image")
+        return ", ".join(notes)
 
     def category_index(self, category_id: int) -> int:
         """Contiguous class index of an original COCO category id."""
@@ -157,7 +188,7 @@ def read_coco(annotation_file: str | Path, images_root: str | Path, key: str = "
     if not isinstance(raw, list):
         raise DataError(f"{path}: 'annotations' must be a list, got {type(raw).__name__}")
     index_of = {cid: i for i, cid in enumerate(ids)}
-    degenerate = 0
+    counts = {"degenerate": 0, "negative": 0, "outside": 0, "clipped": 0}
     for i, ann in enumerate(raw):
         where = f"{path}: annotations[{i}]"
         if not isinstance(ann, dict):
@@ -169,9 +200,15 @@ def read_coco(annotation_file: str | Path, images_root: str | Path, key: str = "
         if category is None:
             raise DataError(f"{where}: category_id {ann['category_id']} is not an id in 'categories'")
         box = _read_bbox(ann.get("bbox"), where)
-        if box is None:
-            degenerate += 1
+        if box[2] <= box[0] or box[3] <= box[1]:
+            counts["degenerate"] += 1
+            counts["negative"] += box[2] < box[0] or box[3] < box[1]
             continue
+        box, fate = _fit_to_image(box, image.width, image.height)
+        if fate == "outside":
+            counts["outside"] += 1
+            continue
+        counts["clipped"] += fate == "clipped"
         area = ann.get("area")
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1, True, False):
@@ -181,7 +218,7 @@ def read_coco(annotation_file: str | Path, images_root: str | Path, key: str = "
             area=float(area) if _is_number(area) else (box[2] - box[0]) * (box[3] - box[1]),
             id=ann["id"] if isinstance(ann.get("id"), int) else -1,
             segmentation=ann.get("segmentation")))
-    return CocoIndex(path, root, names, ids, images, degenerate)
+    return CocoIndex(path, root, names, ids, images, **counts, annotations=len(raw))
 
 
 def _load_json(path: Path, key: str) -> dict[str, Any]:
@@ -250,15 +287,31 @@ def _read_images(data: dict[str, Any], path: Path,
     return images, by_id
 
 
-def _read_bbox(bbox: Any, where: str) -> tuple[float, float, float, float] | None:
-    """COCO ``[x, y, w, h]`` -> ``(x1, y1, x2, y2)``; None when ``w`` or ``h`` is not positive."""
+def _read_bbox(bbox: Any, where: str) -> tuple[float, float, float, float]:
+    """COCO ``[x, y, w, h]`` -> ``(x1, y1, x2, y2)`` (``x2 <= x1`` when ``w`` is not positive)."""
     if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_is_number, bbox))):
         raise DataError(f"{where}.bbox: expected [x, y, width, height] (4 finite numbers), "
                         f"got {bbox!r}")
     x, y, w, h = (float(v) for v in bbox)
-    if w <= 0 or h <= 0:
-        return None
     return x, y, x + w, y + h
+
+
+def _fit_to_image(box: tuple[float, float, float, float], width: int | None,
+                  height: int | None) -> tuple[tuple[float, float, float, float], str]:
+    """``box`` clipped to a ``width x height`` image, and its fate: ``"inside"``,
+    ``"clipped"`` or ``"outside"`` (no area left). An image of unknown size keeps the box."""
+    if width is None or height is None:
+        return box, "inside"
+    x1, y1, x2, y2 = box
+    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+               min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        return box, "outside"
+    return clipped, "inside" if clipped == box else "clipped"
+
+
+def _boxes(n: int) -> str:
+    return f"{n} box{'es' if n != 1 else ''}"
 
 
 def _require_int(entry: dict[str, Any], name: str, where: str) -> int:

@@ -26,13 +26,19 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from vision_tasks.data.bad_images import WarnOnce, decoded_from
+from vision_tasks.data.bad_images import (
+    Unreadable,
+    WarnOnce,
+    decoded_from,
+    missing_note,
+    split_missing,
+)
 from vision_tasks.data.coco import CocoImage
-from vision_tasks.data.single_object import coco_split
+from vision_tasks.data.single_object import coco_split, no_image_found
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.data.yolo import read_index
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import Letterbox, letterbox
+from vision_tasks.imaging import ImageError, Letterbox, letterbox, load_image
 
 # pycocotools 2.0.x decodes through numpy's __array__ protocol without NumPy 2's ``copy``
 # keyword and warns about it on every call; the result is right, the warning is noise.
@@ -77,13 +83,19 @@ class DetectionDataset(Dataset):
       has no segmentation in the file); the ``coco`` annotations then carry their
       ``segmentation`` too.
 
-    A file that fails to decode is reported once and replaced by the next good one.
+    Images listed but not on disk are left out (``missing``). A file that fails to decode is
+    reported once and replaced by the next good one, or with ``leave_out_unreadable``
+    (evaluation) given as an :class:`~vision_tasks.data.bad_images.Unreadable`, which the
+    loader leaves out (:mod:`vision_tasks.data.bad_images`). How boxes that cannot be used as
+    written were handled is on the :meth:`summary` line (rule: :mod:`vision_tasks.data.coco`).
     """
 
     def __init__(self, annotations: str | Path, images: str | Path, key: str, image_size: int,
                  augment: Any = None, class_names: list[str] | None = None, seed: int = 0,
-                 masks: bool = False) -> None:
+                 masks: bool = False, leave_out_unreadable: bool = False) -> None:
         index = read_index(annotations, images, key)
+        self.index = index
+        self.leave_out_unreadable = leave_out_unreadable
         self.masks = masks
         if masks and image_size % MASK_STRIDE:
             raise DataError(f"data.image_size: {image_size} is not a multiple of {MASK_STRIDE}; "
@@ -92,17 +104,24 @@ class DetectionDataset(Dataset):
         self.key, self.image_size, self.augment, self.seed = key, image_size, augment, seed
         self.remap, self.class_names, self.category_ids = index.map_to_model(class_names, key)
         self.file_ids = list(index.category_ids)
-        self.images: list[CocoImage] = list(index.images)
-        if not self.images:
+        if not index.images:
             raise DataError(f"{key}: {index.annotation_file} lists no images; add images or "
                             "point the config at another file")
+        self.images, self.missing = split_missing(index.images, attrgetter("path"))
+        if not self.images:
+            raise no_image_found(key, index)
         self.objects = sum(1 for im in self.images for a in im.annotations if not a.iscrowd)
         self.crowd = sum(1 for im in self.images for a in im.annotations if a.iscrowd)
+        self.background = sum(1 for im in self.images if all(a.iscrowd for a in im.annotations))
         self._warn_once = WarnOnce()
 
     def summary(self) -> str:
+        notes = [note for note in (missing_note(self.missing), self.index.box_notes()) if note]
+        if self.background:
+            notes.append(f"{self.background} image{'s' * (self.background != 1)} without "
+                         "objects (kept as background)")
         return (f"{len(self.images)} images, {self.objects} objects, {self.crowd} crowd regions, "
-                f"{len(self.class_names)} classes")
+                f"{len(self.class_names)} classes" + "".join(f"; {n}" for n in notes))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -173,9 +192,18 @@ class DetectionDataset(Dataset):
         b = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, [width, height, width, height])
         return np.clip(lb.boxes_to_input(b), 0.0, float(self.image_size)).astype(np.float32)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __getitem__(self, key: int | tuple[int, int]
+                    ) -> tuple[torch.Tensor, dict[str, Any]] | Unreadable:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, target = self.load(index)
+        if self.leave_out_unreadable:
+            record = self.images[index]
+            try:
+                image, target = self._prepare(record, load_image(record.path))
+            except ImageError as err:
+                self._warn_once(record.path, f"leaving out a bad image: {err}")
+                return Unreadable(record.path, str(err))
+        else:
+            image, target = self.load(index)
         if self.augment is not None:
             image = self._augment(image, target, sample_seed(self.seed, epoch, index))
         keep = ((target["boxes"][:, 2:] - target["boxes"][:, :2]) >= MIN_BOX_SIDE).all(axis=1)
@@ -264,6 +292,7 @@ def build_detection(cfg: Any, split: str, train: bool, class_names: list[str] | 
     annotations, images = coco_split(cfg, split)
     augment = build_augment(cfg.data.augment, with_boxes=True) if train else None
     dataset = DetectionDataset(annotations, images, f"data.{split}", cfg.data.image_size,
-                               augment, class_names, cfg.train.seed, masks)
+                               augment, class_names, cfg.train.seed, masks,
+                               leave_out_unreadable=not train)
     log(f"data.{split}: {annotations}: {dataset.summary()}")
     return dataset

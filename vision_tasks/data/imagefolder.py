@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from vision_tasks.data.bad_images import WarnOnce, decoded_from
+from vision_tasks.data.bad_images import Unreadable, WarnOnce, decoded_from
 from vision_tasks.data.transforms import build_augment, sample_seed, to_chw_tensor
 from vision_tasks.errors import DataError
-from vision_tasks.imaging import IMAGE_SUFFIXES, letterbox
+from vision_tasks.imaging import IMAGE_SUFFIXES, ImageError, letterbox, load_image
 
 
 def scan_imagefolder(root: Path, key: str) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -36,11 +36,14 @@ class ImageFolderDataset(Dataset):
     """Items: ``(image uint8 [3, S, S] letterboxed, class index)``.
 
     A file that fails to decode is reported once and replaced by the next good one,
-    so one bad image never stops a training run.
+    so one bad image never stops a training run; with ``leave_out_unreadable`` (evaluation)
+    its item is an :class:`~vision_tasks.data.bad_images.Unreadable` instead, left out of
+    the batch (:mod:`vision_tasks.data.bad_images`).
     """
 
     def __init__(self, root: str | Path, key: str, image_size: int, augment=None,
-                 class_names: list[str] | None = None, seed: int = 0) -> None:
+                 class_names: list[str] | None = None, seed: int = 0,
+                 leave_out_unreadable: bool = False) -> None:
         self.root = Path(root)
         classes, items = scan_imagefolder(self.root, key)
         if class_names is not None:
@@ -57,14 +60,24 @@ class ImageFolderDataset(Dataset):
         self.image_size = image_size
         self.augment = augment
         self.seed = seed
+        self.leave_out_unreadable = leave_out_unreadable
+        self.missing: list[Path] = []  # a folder scan lists only files that exist
         self.bad = WarnOnce()
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int] | Unreadable:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        found = next(decoded_from(self.items, index, itemgetter(0), self.bad), None)
+        if self.leave_out_unreadable:
+            path, label = self.items[index]
+            try:
+                found = (path, label), load_image(path)
+            except ImageError as err:
+                self.bad(path, f"leaving out a bad image: {err}")
+                return Unreadable(path, str(err))
+        else:
+            found = next(decoded_from(self.items, index, itemgetter(0), self.bad), None)
         if found is None:
             raise DataError(f"{self.root}: no image could be decoded")
         (_, label), image = found
@@ -82,4 +95,5 @@ def build_imagefolder(cfg, split: str, train: bool, class_names: list[str] | Non
     if not isinstance(path, str):
         raise DataError(f"{key}: expected an ImageFolder directory, got {path!r}")
     augment = build_augment(cfg.data.augment) if train else None
-    return ImageFolderDataset(path, key, cfg.data.image_size, augment, class_names, cfg.train.seed)
+    return ImageFolderDataset(path, key, cfg.data.image_size, augment, class_names, cfg.train.seed,
+                              leave_out_unreadable=not train)

@@ -19,11 +19,12 @@ import torch
 
 from vision_tasks import __version__
 from vision_tasks.config import Config, apply_overrides, config_from_dict
+from vision_tasks.engine.divergence import non_finite_tensors
 from vision_tasks.errors import CheckpointError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import TaskModel, build_model
 from vision_tasks.models.multi import MultiTaskModel, build_multi_model
-from vision_tasks.models.weights import CHECKPOINT_FORMAT, read_weights_file
+from vision_tasks.models.weights import CHECKPOINT_FORMAT, load_model_weights, read_weights_file
 from vision_tasks.task_api import Task, get_task
 
 CHECKPOINT_VERSION = 1
@@ -112,10 +113,12 @@ def multi_model_from_state(ckpt: dict[str, Any], path: str | Path,
 def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path,
                   use_ema: bool) -> None:
     weights = ckpt.get("ema") if use_ema and ckpt.get("ema") else ckpt["model"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:  # shapes or names differ: the config no longer builds this model
-        lines = str(err).strip().splitlines()  # a header line, then one line per problem
-        first = lines[min(1, len(lines) - 1)].strip().rstrip(".")[:200]
-        raise CheckpointError(f"{path}: its weights do not fit the model its config builds ({first}); "
-                              "drop --set overrides of model.* keys") from None
+    bad = non_finite_tensors(weights) if isinstance(weights, dict) else []
+    if bad:  # a diverged run: its outputs would be NaN, its metrics and exports meaningless
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinity (e.g. "
+                              f"{bad[0]}): the run diverged; use a checkpoint of an earlier "
+                              "epoch or run, or train again with a lower train.lr")
+    # Names or shapes that differ: the config no longer builds this model (a --set of model.*
+    # keys, a checkpoint whose config was edited, another task's weights).
+    load_model_weights(model, weights, path, "the model its config builds",
+                       "drop --set overrides of model.* keys, or pass the checkpoint its run wrote")

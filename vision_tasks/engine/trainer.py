@@ -28,6 +28,7 @@ from tqdm import tqdm
 from vision_tasks.config import Config, TrainConfig, save_config
 from vision_tasks.engine.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from vision_tasks.engine.distributed import Dist, from_environment, gather, process_device, setup
+from vision_tasks.engine.divergence import check_loss, check_weights
 from vision_tasks.engine.ema import ModelEMA
 from vision_tasks.engine.evaluate import format_metrics, scalar_metrics
 from vision_tasks.engine.multi import to_device
@@ -36,6 +37,7 @@ from vision_tasks.engine.plan import training_plan
 from vision_tasks.engine.precision import amp_dtype, amp_note
 from vision_tasks.engine.runlog import TensorBoardLog, plot_curves, write_metrics_csv
 from vision_tasks.errors import CheckpointError, ConfigError, DeviceError
+from vision_tasks.models.weights import load_model_weights
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
 Criterion = Callable[[Any, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -117,7 +119,8 @@ class TrainState:
     def load_state_dict(self, state: dict[str, Any], rank: int = 0, world: int = 1) -> None:
         """Continue from ``state`` (a :meth:`state_dict`), random generators included: under
         DDP each process its own, when the run had as many processes."""
-        self.model.load_state_dict(state["model"])
+        load_model_weights(self.model, state["model"], "weights/last.pt", "this run's model",
+                           "resume only from the last.pt this run wrote")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -170,11 +173,12 @@ def train_one_epoch(state: TrainState, loader: Any, criterion: Criterion, settin
     totals: dict[str, float] = {}
     seen, t0 = 0, time.time()
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
-    for images, targets in bar:
+    for step, (images, targets) in enumerate(bar, 1):
         # One batch, or a multi-head run's batch per head ({head: images}).
         images = _float_images(to_device(images, settings.device))
         targets = to_device(targets, settings.device)
         loss, parts = train_step(state, images, targets, criterion, settings)
+        check_loss(loss, state, step, len(loader), settings.amp)
         n = sum(len(x) for x in images.values()) if isinstance(images, dict) else len(images)
         seen += n
         for key, value in {"loss": loss, **parts}.items():
@@ -261,6 +265,7 @@ class Trainer:
                 plan.set_epoch(epoch)
                 losses = train_one_epoch(state, plan.loader, plan.criterion, settings,
                                          f"epoch {epoch}/{tcfg.epochs}", progress)
+                check_weights(state, epoch)  # nothing of a diverged epoch is saved
                 losses = mean_over_processes(losses, dist)
                 state.epoch = epoch
                 rng_by_rank = gather(rng_state(), dist)

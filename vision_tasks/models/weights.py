@@ -11,12 +11,15 @@ Files are read with ``torch.load(weights_only=True)``: nothing in them is execut
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from vision_tasks.errors import CheckpointError, ConfigError
+from vision_tasks.errors import CheckpointError, ConfigError, first_sentence
 from vision_tasks.models.backbones import Backbone
 
 CHECKPOINT_FORMAT = "vision-tasks-checkpoint"
@@ -29,14 +32,53 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: weights file not found; check the path")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt zip, pickle with code in it, truncated file...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: cannot read weights ({reason[:200]}); "
-                              "use a file written by torch.save or by vision-tasks train") from None
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a pickle of ours (another file)
+            raise CheckpointError(_unreadable(path, err)) from None
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: refused: the file holds Python objects{what}, not "
+                              "tensors, and nothing in it was run; pass a checkpoint written by "
+                              "vision-tasks train, or a state dict saved with "
+                              "torch.save(model.state_dict())") from None
+    except Exception as err:  # a truncated or corrupt zip, a file of another kind...
+        raise CheckpointError(_unreadable(path, err)) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a state dict or a vision-tasks checkpoint, "
                               f"got {type(data).__name__}")
     return data
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(err), re.S)
+    reason = first_sentence(unpickler.group(1) if unpickler else str(err)) or "no message"
+    return (f"{path}: cannot read weights ({type(err).__name__}: {reason}); the file is "
+            "truncated, corrupt or not a PyTorch file: copy it again, or use a file written by "
+            "torch.save or by vision-tasks train")
+
+
+def load_model_weights(model: nn.Module, weights: Any, source: str | Path, fits: str,
+                       fix: str) -> None:
+    """Load ``weights`` (a state dict) into ``model`` exactly, or raise one line naming what
+    does not fit ``fits`` (e.g. "the model its config builds"): how many tensors are missing,
+    unexpected and of another shape, with an example of each, and ``fix``."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{source}: its weights are a {type(weights).__name__}, not a "
+                              f"state dict; {fix}")
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in weights]
+    unexpected = [k for k in weights if k not in ours]
+    shaped = [k for k in ours if k in weights and hasattr(weights[k], "shape")
+              and tuple(weights[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or shaped:
+        parts = [f"{len(missing)} missing" + (f" (e.g. {missing[0]})" if missing else ""),
+                 f"{len(unexpected)} unexpected" + (f" (e.g. {unexpected[0]})" if unexpected else "")]
+        if shaped:
+            k = shaped[0]
+            parts.append(f"{len(shaped)} of another shape (e.g. {k}: "
+                         f"{list(weights[k].shape)} vs {list(ours[k].shape)})")
+        raise CheckpointError(f"{source}: its weights do not fit {fits}: {', '.join(parts)}; {fix}")
+    model.load_state_dict(weights)
 
 
 def backbone_state_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
