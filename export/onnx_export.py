@@ -17,6 +17,12 @@ the contract's named outputs. Exporter choices:
   ``as_strided`` Gather chain instead of one Reshape.
 - ``--fp16``: weights and compute in float16; the I/O contract is unchanged (uint8 in,
   float32 out), the casts are inside the graph.
+- ``--int8``: the fp32 graph, then onnxruntime static quantization (QDQ) of its network
+  part, calibrated on the model's own images (:mod:`vision_tasks.export.quantize`); the
+  normalisation and the post-processing stay float. The I/O contract is unchanged.
+- The metadata records the precision (``precision``: ``fp32`` | ``fp16`` | ``int8``) and, for
+  INT8, the calibration (``calibration``: ``{data, count, method}``); optional keys, which
+  a reader may ignore (same contract version).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import copy
 import io
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +63,9 @@ from vision_tasks.models.multi import HeadView, MultiTaskModel
 from vision_tasks.task_api import Task
 from vision_tasks.task_spec import TaskSpec
 
-from .parity import ParityReport, check_images, check_parity
+from .parity import MetricReport, ParityReport, check_images, check_int8_metrics, check_parity
+from .quant_graph import weight_layers
+from .quantize import DEFAULT_CALIBRATION_IMAGES, Calibration, calibration_images, quantize_network
 
 DEFAULT_OPSET = 18
 DYNAMO_MIN_OPSET = 18
@@ -149,30 +157,67 @@ def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int,
 
 def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[str], *,
                  opset: int = DEFAULT_OPSET, fp16: bool = False,
-                 category_ids: list[int | None] | None = None) -> onnx.ModelProto:
+                 category_ids: list[int | None] | None = None,
+                 int8: Calibration | None = None) -> onnx.ModelProto:
     """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included
     (``category_ids``: the original id of each class, as the checkpoint recorded them),
-    checked by ``onnx.checker``."""
+    checked by ``onnx.checker``; quantized with the ``int8`` calibration when given."""
+    return _precisions(model, task, cfg, class_names, opset, fp16, category_ids, int8)[-1]
+
+
+def _precisions(model: TaskModel, task: Task, cfg: Config, class_names: list[str], opset: int,
+                fp16: bool, category_ids: list[int | None] | None, int8: Calibration | None
+                ) -> tuple[onnx.ModelProto, ...]:
+    """:func:`export_model`'s graph; with ``int8``, the fp32 graph and its quantized copy."""
     model = model.eval().cpu().float()
     names = output_names(model, task.spec, cfg.data.image_size)
-    proto, sample_outputs = _trace(model, names, cfg.data.image_size, opset, fp16,
-                                   task.onnx_translations, task.name)
+    proto, sample_outputs, layers = _trace(model, names, cfg.data.image_size, opset, fp16,
+                                           task.onnx_translations, task.name)
     meta = build_metadata(task.spec, cfg, class_names, names, sample_outputs, category_ids)
-    return _finish(proto, meta)
+    return _with_int8(proto, meta, layers, fp16, int8)
+
+
+def _with_int8(proto: onnx.ModelProto, meta: ModelMetadata, layers: list[str], fp16: bool,
+               int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
+    """``(float graph,)`` or, with ``int8``, ``(fp32 graph, its quantized copy)``, each with
+    its metadata (precision, calibration)."""
+    if int8 is None:
+        return (_finish(proto, _precision(meta, "fp16" if fp16 else "fp32")),)
+    if fp16:
+        raise ExportError("--int8 and --fp16 exclude each other; pass one")
+    fp32 = _finish(proto, _precision(meta, "fp32"))
+    return fp32, _finish(quantize_network(fp32, layers, int8), _precision(meta, "int8", int8))
+
+
+def _precision(meta: ModelMetadata, precision: str,
+               calibration: Calibration | None = None) -> ModelMetadata:
+    extra = {**meta.extra, "precision": precision}
+    if calibration is not None:
+        extra["calibration"] = calibration.metadata()
+    return replace(meta, extra=extra)
 
 
 def export_multi_model(model: MultiTaskModel, cfg: Config, heads: dict[str, HeadInfo], *,
-                       opset: int = DEFAULT_OPSET, fp16: bool = False) -> onnx.ModelProto:
+                       opset: int = DEFAULT_OPSET, fp16: bool = False,
+                       int8: Calibration | None = None) -> onnx.ModelProto:
     """One ONNX graph of every head of ``model``: one input, each head's outputs under
     ``<head>.<output>``, each head's post-processing inside; contract version 2 metadata
-    (``heads``: each head's task, classes, outputs and thresholds)."""
+    (``heads``: each head's task, classes, outputs and thresholds); quantized with the
+    ``int8`` calibration when given."""
+    return _multi_precisions(model, cfg, heads, opset, fp16, int8)[-1]
+
+
+def _multi_precisions(model: MultiTaskModel, cfg: Config, heads: dict[str, HeadInfo], opset: int,
+                      fp16: bool, int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
+    """:func:`export_multi_model`'s graph; with ``int8``, the fp32 graph and its quantized copy."""
     model = model.eval().cpu().float()
     size = cfg.data.image_size
     per_head = {name: output_names(HeadView(model, name), info.task.spec, size)
                 for name, info in heads.items()}
     names = tuple(head_output(head, out) for head, outs in per_head.items() for out in outs)
     translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
-    proto, sample_outputs = _trace(model, names, size, opset, fp16, translations, "multi-head")
+    proto, sample_outputs, layers = _trace(model, names, size, opset, fp16, translations,
+                                           "multi-head")
     by_name = dict(zip(names, sample_outputs, strict=True))
     head_meta = {name: build_metadata(info.task.spec, cfg.for_head(name), info.class_names,
                                       per_head[name],
@@ -182,13 +227,15 @@ def export_multi_model(model: MultiTaskModel, cfg: Config, heads: dict[str, Head
     meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,
                          contract_version=MULTI_HEAD_VERSION, package_version=__version__,
                          config=cfg.to_dict(), heads=head_meta)
-    return _finish(proto, meta)
+    return _with_int8(proto, meta, layers, fp16, int8)
 
 
 def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int, fp16: bool,
-           translations: dict[Any, Any], what: str) -> tuple[onnx.ModelProto, tuple[Tensor, ...]]:
-    """The exported graph of ``model`` with ``names`` outputs, and its fp32 outputs on a
-    sample batch (for the metadata)."""
+           translations: dict[Any, Any], what: str
+           ) -> tuple[onnx.ModelProto, tuple[Tensor, ...], list[str]]:
+    """The exported graph of ``model`` with ``names`` outputs, its fp32 outputs on a sample
+    batch (for the metadata), and the names of its weight layers (for ``--int8``: read from
+    the exporter's per-node records, which are then stripped)."""
     dtype = torch.float16 if fp16 else torch.float32
     graph_model = copy.deepcopy(model).to(dtype) if fp16 else model
     wrapper = ExportWrapper(graph_model, names, dtype).eval()
@@ -205,9 +252,10 @@ def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int, fp16
     if got != opset:
         raise ExportError(f"asked for opset {opset}, the exporter wrote {got}; "
                           f"use --opset {DEFAULT_OPSET}")
+    layers = weight_layers(proto)
     for node in proto.graph.node:  # the exporter's per-node stack traces and source paths:
         del node.metadata_props[:]  # not part of the contract, and they make files differ
-    return proto, sample_outputs
+    return proto, sample_outputs, layers
 
 
 def _finish(proto: onnx.ModelProto, meta: ModelMetadata) -> onnx.ModelProto:
@@ -226,10 +274,10 @@ class ExportResult:
     path: Path
     metadata: ModelMetadata
     opset: int
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     size_bytes: int
     seconds: float
-    parity: ParityReport | None
+    parity: ParityReport | MetricReport | None
 
     def summary(self) -> str:
         h, w = self.metadata.input_size
@@ -239,48 +287,70 @@ class ExportResult:
         text = (f"exported {self.path} ({what}, "
                 f"input uint8 [N, {h}, {w}, 3], opset {self.opset}, {self.precision}, "
                 f"{self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s)")
+        calibration = meta.extra.get("calibration")
+        if isinstance(calibration, dict):
+            text += (f"\nint8: calibrated on {calibration.get('count')} images of "
+                     f"{calibration.get('data')} ({calibration.get('method')})")
         if self.parity is not None:
             text += f"\ncheck passed: {self.parity.summary()}"
         return text
 
 
-def default_output(checkpoint: Path, fp16: bool = False) -> Path:
-    """``RUN/weights/best.pt`` -> ``RUN/weights/best.onnx`` (``best.fp16.onnx`` for fp16)."""
-    return checkpoint.with_suffix(".fp16.onnx" if fp16 else ".onnx")
+def default_output(checkpoint: Path, precision: str = "fp32") -> Path:
+    """``RUN/weights/best.pt`` -> ``RUN/weights/best.onnx`` (``best.fp16.onnx``,
+    ``best.int8.onnx`` for those precisions)."""
+    return checkpoint.with_suffix(".onnx" if precision == "fp32" else f".{precision}.onnx")
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
-                      opset: int = DEFAULT_OPSET, fp16: bool = False,
-                      check: bool = False) -> ExportResult:
+                      opset: int = DEFAULT_OPSET, fp16: bool = False, int8: bool = False,
+                      calibration: str = "train",
+                      calibration_count: int = DEFAULT_CALIBRATION_IMAGES,
+                      calibration_method: str = "minmax", check: bool = False) -> ExportResult:
     """Export ``checkpoint`` (EMA weights when present) to ``out``, atomically.
 
     With ``check``, the graph is first run by onnxruntime on real ``data.val`` images (or
     synthetic ones) against the fp32 PyTorch model (tolerances: :mod:`vision_tasks.export.parity`); on
     failure :class:`~vision_tasks.export.parity.ExportCheckError` is raised and nothing is written.
+
+    With ``int8``, the network part is quantized, calibrated on ``calibration_count`` images
+    of ``calibration`` (``train``, ``val``, or an image folder / glob / list; the first
+    head's data for a multi-head model) by ``calibration_method``
+    (:mod:`vision_tasks.export.quantize`); its ``check`` compares ``vision-tasks val`` of the
+    INT8 and the fp32 graph (:func:`~vision_tasks.export.parity.check_int8_metrics`).
     """
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
     if opset < 7:
         raise ExportError(f"--opset {opset} is too old; use {DEFAULT_OPSET} (the default)")
+    if int8 and (fp16 or opset < DYNAMO_MIN_OPSET):
+        raise ExportError("--int8 needs the default exporter (opset >= 18) and excludes --fp16")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     state = load_checkpoint(checkpoint)
-    out = Path(out) if out is not None else default_output(checkpoint, fp16)
+    out = Path(out) if out is not None else default_output(checkpoint, precision)
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    if checkpoint_config(state, checkpoint).heads:
+    multi = checkpoint_config(state, checkpoint).heads
+    if multi:
         model, cfg, heads = multi_model_from_state(state, checkpoint)
-        proto = export_multi_model(model, cfg, heads, opset=opset, fp16=fp16)
-        first = next(iter(heads))  # the check runs on the first head's val images
+        first = next(iter(heads))  # the checks and the calibration use the first head's data
         check_cfg, task, names = cfg.for_head(first), heads[first].task, heads[first].class_names
     else:
         model, cfg, task, names = model_from_state(state, checkpoint)
-        proto = export_model(model, task, cfg, names, opset=opset, fp16=fp16,
-                             category_ids=state.get("category_ids"))
         check_cfg = cfg
+    calib = (calibration_images(check_cfg, task, names, calibration, calibration_count,
+                                calibration_method) if int8 else None)
+    protos = (_multi_precisions(model, cfg, heads, opset, fp16, calib) if multi else
+              _precisions(model, task, cfg, names, opset, fp16, state.get("category_ids"), calib))
+    proto = protos[-1]
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(out))
     data = proto.SerializeToString()
-    precision = "fp16" if fp16 else "fp32"
-    report = None
-    if check:
+    report: ParityReport | MetricReport | None = None
+    if check and int8:
+        where = check_cfg.data.val["images"] if isinstance(check_cfg.data.val, dict) else check_cfg.data.val
+        report = check_int8_metrics(protos[0].SerializeToString(), data, task.primary_metric,
+                                    f"data.val ({where})")
+    elif check:
         images, source = check_images(check_cfg, task, names)
         reference = ExportWrapper(model, meta.outputs).eval()
         report = check_parity(data, reference, images, source, precision)

@@ -23,11 +23,17 @@ within the tolerances above on every matched pair, and at most ``UNMATCHED_TOL``
 detections (2 % fp32, 10 % fp16) may be left without a partner (reported as
 ``unmatched``). Masks are compared away from their box's edges: a mask cell whose centre
 lies within the box tolerance of an edge may legitimately fall on either side of the crop.
+
+An ``--int8`` file is checked in the task's metric instead (:func:`check_int8_metrics`):
+``vision-tasks val`` of it and of the fp32 file on the same ``data.val``, each checked
+metric at most :data:`INT8_METRIC_TOL` (one point) lower.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +45,8 @@ from vision_tasks.errors import VisionTasksError
 from vision_tasks.grid import cell_centres
 from vision_tasks.imaging import letterbox
 from vision_tasks.task_api import Task
+
+from .onnx_eval import evaluate_onnx
 
 PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}
 BOX_TOL_PER_PIXEL = {"fp32": 1e-4, "fp16": 5e-3}
@@ -256,4 +264,80 @@ def check_parity(model_bytes: bytes, reference: torch.nn.Module, images: np.ndar
                 f"{worst.tolerance:.0e})")
         raise ExportCheckError(f"export check failed: {what} between PyTorch and onnxruntime "
                                f"on {source}; the file was not written. " + report.summary())
+    return report
+
+
+# --- INT8: compared in the task's metric ---------------------------------------------------
+
+INT8_METRIC_TOL = 0.01
+"""``--int8 --check``: each checked metric of the INT8 file may be at most this much (one
+point: 0.01 of top-1, corloc or mAP) below the fp32 file's, both scored by ``vision-tasks
+val`` on the same ``data.val``. An integer network cannot match a float one element-wise,
+so the element tolerances above do not apply to it."""
+INT8_CHECKED_METRICS = ("top1", "corloc", "box_map", "mask_map")
+"""Checked when the task reports them (a multi-head file: every head's), with the task's
+primary metric; the other scalar metrics are reported only."""
+
+
+@dataclass
+class MetricDiff:
+    name: str
+    fp32: float
+    int8: float
+    tolerance: float | None  # None: reported only
+
+    @property
+    def ok(self) -> bool:
+        return self.tolerance is None or self.fp32 - self.int8 <= self.tolerance + 1e-9
+
+
+@dataclass
+class MetricReport:
+    """``vision-tasks val`` of the fp32 and the INT8 file on the same data."""
+
+    source: str
+    diffs: list[MetricDiff] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.diffs)
+
+    def summary(self) -> str:
+        checked = [d for d in self.diffs if d.tolerance is not None]
+        parts = ", ".join(f"{d.name} {d.fp32:.4f} -> {d.int8:.4f} ({d.int8 - d.fp32:+.4f})"
+                          for d in checked)
+        return (f"val fp32 -> int8: {parts} (tolerance: at most {INT8_METRIC_TOL} lower) "
+                f"on {self.source}")
+
+
+def check_int8_metrics(float_bytes: bytes, int8_bytes: bytes, primary: str, source: str,
+                       progress: bool = False) -> MetricReport:
+    """Score both serialized files with ``vision-tasks val`` (onnxruntime, CPU) on the
+    ``data.val`` their metadata names (``source`` describes it); raise
+    :class:`ExportCheckError` naming the metric when the INT8 one is more than
+    :data:`INT8_METRIC_TOL` below the fp32 one."""
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="vision-tasks-check-") as tmp:
+        for precision, data in (("fp32", float_bytes), ("int8", int8_bytes)):
+            path = Path(tmp) / f"{precision}.onnx"
+            path.write_bytes(data)
+            try:
+                metrics, _ = evaluate_onnx(path, [], None, "cpu", progress)
+            except (VisionTasksError, OSError, ValueError, KeyError) as err:
+                raise ExportCheckError(f"export check: the INT8 check scores data.val ({source}) "
+                                       f"and cannot read it here ({err}); export without "
+                                       "--check, or run where the data is") from None
+            scores[precision] = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    checked = (*INT8_CHECKED_METRICS, primary)
+    diffs = [MetricDiff(name, value, scores["int8"][name],
+                        INT8_METRIC_TOL if name.rsplit(OUTPUT_SEPARATOR, 1)[-1] in checked else None)
+             for name, value in scores["fp32"].items() if name in scores["int8"]]
+    report = MetricReport(source, diffs)
+    if not report.ok:
+        worst = max((d for d in diffs if not d.ok), key=lambda d: d.fp32 - d.int8)
+        raise ExportCheckError(f"export check failed: the INT8 file's {worst.name} is "
+                               f"{worst.int8:.4f}, {worst.fp32 - worst.int8:.4f} below the fp32 "
+                               f"file's {worst.fp32:.4f} (tolerance {INT8_METRIC_TOL}); the file "
+                               "was not written. Try more --calibration-images or "
+                               "--calibration-method percentile. " + report.summary())
     return report
