@@ -13,7 +13,8 @@ const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4
 const MASK_ALPHA = 110; // of 255: translucent masks
 
 /** What the page holds: the model, the image, its prediction (all detections, threshold 0). */
-const state = { model: null, modelName: '', image: null, imageName: '', prediction: null, millis: 0 };
+const state = { model: null, modelName: '', modelSource: null, backend: '', image: null, imageName: '',
+  prediction: null, millis: 0, outcome: 'waiting' };
 
 function say(text, error = false) {
   status.textContent = text;
@@ -23,66 +24,76 @@ function say(text, error = false) {
 const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 const colorOf = (label) => PALETTE[label % PALETTE.length];
 
-async function loadModel(source, name) {
-  document.body.dataset.state = 'loading';
-  say(`Loading ${name}…`);
-  state.model?.dispose();
-  state.model = null;
-  state.prediction = null;
-  try {
-    state.model = await VisionModel.load(source, { backend: $('backend').value, scoreThreshold: 0 });
-    state.modelName = name;
-    await run();
-  } catch (err) {
-    document.body.dataset.state = 'error';
-    say(`${name}: ${err.message}`, true);
-    console.error(err);
-  }
-}
-
-async function loadImage(blob, name) {
-  try {
-    state.image?.close?.();
-    state.image = await createImageBitmap(blob, { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
-    state.imageName = name;
-    await run();
-  } catch (err) {
-    document.body.dataset.state = 'error';
-    say(`${name}: cannot read this image (${err.message})`, true);
-  }
-}
-
+// Loads and runs happen one at a time, in the order asked (two onnxruntime-web sessions
+// must not start at once); `body[data-state]` is "busy" until the last one has finished,
+// then "done" (drawn), "waiting" (a file is missing) or "error".
 let queue = Promise.resolve();
-/** Runs the model on the image once both are there (one run at a time, in call order). */
-function run() {
-  queue = queue.then(runNow, runNow);
+let pending = 0;
+function enqueue(job) {
+  pending++;
+  document.body.dataset.state = 'busy';
+  queue = queue.then(job).catch((err) => {
+    state.outcome = 'error';
+    say(err.message, true);
+    console.error(err);
+  }).finally(() => {
+    pending--;
+    if (pending === 0) document.body.dataset.state = state.outcome;
+  });
   return queue;
 }
 
+function loadModel(source, name) {
+  const backend = $('backend').value;
+  return enqueue(async () => {
+    say(`Loading ${name} (${backend})…`);
+    await state.model?.dispose();
+    state.model = null;
+    state.prediction = null;
+    try {
+      state.model = await VisionModel.load(source, { backend, scoreThreshold: 0 });
+    } catch (err) {
+      throw new Error(`${name}: ${err.message}`);
+    }
+    state.modelName = name;
+    state.modelSource = source;
+    state.backend = backend;
+    await runNow();
+  });
+}
+
+function loadImage(blob, name) {
+  return enqueue(async () => {
+    state.image?.close?.();
+    state.image = null;
+    try {
+      state.image = await createImageBitmap(blob, { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+    } catch (err) {
+      throw new Error(`${name}: cannot read this image (${err.message})`);
+    }
+    state.imageName = name;
+    await runNow();
+  });
+}
+
+/** Runs the model on the image once both are there, and draws the result. */
 async function runNow() {
-  if (!state.image) {
-    if (state.model) say(`${describe()} — now choose or drop an image.`);
-    document.body.dataset.state = 'waiting';
+  if (!state.image || !state.model) {
+    if (state.image) draw(null);
+    say(state.model ? `${describe()} — now choose or drop an image.` : 'Now choose or drop a model (.onnx).');
+    state.outcome = 'waiting';
     return;
   }
-  if (!state.model) {
-    draw(null);
-    say('Now choose or drop a model (.onnx).');
-    document.body.dataset.state = 'waiting';
-    return;
-  }
-  document.body.dataset.state = 'running';
   say(`Running ${state.modelName} on ${state.imageName}…`);
   try {
     const start = performance.now();
     state.prediction = await state.model.predict(state.image);
     state.millis = performance.now() - start;
-    render();
   } catch (err) {
-    document.body.dataset.state = 'error';
-    say(`${state.modelName} on ${state.imageName}: ${err.message}`, true);
-    console.error(err);
+    throw new Error(`${state.modelName} on ${state.imageName}: ${err.message}`);
   }
+  render();
+  state.outcome = 'done';
 }
 
 function describe() {
@@ -111,7 +122,6 @@ function render() {
     : `${detections.length} detection${detections.length === 1 ? '' : 's'} ≥ ${$('threshold').value} (of ${total})`;
   say(`${describe()} · ${state.imageName} ${state.image.width}×${state.image.height} · ${found} · ${state.millis.toFixed(0)} ms`);
   canvas.dataset.drawn = String(detections.length);
-  document.body.dataset.state = 'done';
 }
 
 /** The image, translucent masks, boxes and labels, at a scale that keeps text legible. */
@@ -213,10 +223,8 @@ $('image').addEventListener('change', (e) => {
   if (file) loadImage(file, file.name);
 });
 $('threshold').addEventListener('input', render);
-$('backend').addEventListener('change', () => {
-  const file = $('model').files[0];
-  if (file) loadModel(file, file.name);
-  else if (params.get('model')) loadModel(params.get('model'), params.get('model').split('/').pop());
+$('backend').addEventListener('change', () => { // the same model again, on the other backend
+  if (state.modelSource && $('backend').value !== state.backend) loadModel(state.modelSource, state.modelName);
 });
 for (const type of ['dragenter', 'dragover']) {
   stage.addEventListener(type, (e) => { e.preventDefault(); stage.classList.add('drag'); });
@@ -237,6 +245,10 @@ if (params.get('threshold')) $('threshold').value = params.get('threshold');
 document.body.dataset.state = 'waiting';
 if (params.get('image')) {
   const url = params.get('image');
-  fetch(url).then((r) => r.blob()).then((blob) => loadImage(blob, url.split('/').pop()));
+  enqueue(async () => {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    loadImage(await response.blob(), url.split('/').pop());
+  });
 }
 if (params.get('model')) loadModel(params.get('model'), params.get('model').split('/').pop());

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { fixture, readJson } from './helpers.js';
@@ -66,7 +66,12 @@ async function runDemo(page, image, model, backend = 'wasm') {
   await page.selectOption('#backend', backend);
   await page.setInputFiles('#image', image);
   await page.setInputFiles('#model', model);
-  await page.waitForSelector('body[data-state="done"]', { timeout: 90_000 });
+  // Done when the page is idle and shows this model on this image (not an earlier run).
+  await page.waitForFunction(([m, i]) => document.body.dataset.state !== 'busy' &&
+    document.getElementById('status').textContent.startsWith(`${m}: `) &&
+    document.getElementById('status').textContent.includes(` · ${i} `), [basename(model), basename(image)], { timeout: 90_000 });
+  const state = await page.evaluate(() => document.body.dataset.state);
+  assert.equal(state, 'done', await page.evaluate(() => document.getElementById('status').textContent));
   return page.evaluate(() => ({
     drawn: Number(document.getElementById('canvas').dataset.drawn),
     listed: [...document.querySelectorAll('#results li')].map((li) => [li.classList.contains('detection'),
