@@ -45,16 +45,18 @@ def coco_config(task: str, data: Path, *overrides: str):
 
 
 def overfit(cfg, task, items: int, steps: int,
-            value: Callable = lambda loss, parts: float(loss.detach())) -> tuple[list, dict, object]:
-    """Train a fresh 5-class model of ``task`` on the first ``items`` training items (no
-    augmentation) for ``steps`` steps; returns (``value(loss, parts)`` per step, the last
-    step's loss parts, the batch's targets)."""
+            value: Callable = lambda loss, parts: float(loss.detach()),
+            seed: int = 0) -> tuple[list, dict, object]:
+    """Train a fresh 5-class model of ``task`` (initialised from torch seed ``seed``) on the
+    first ``items`` training items (no augmentation) for ``steps`` steps; returns
+    (``value(loss, parts)`` per step, the last step's loss parts, the batch's targets).
+    benchmarks/test_margins.py measures the margins of the tests that use it over seeds."""
     import torch
 
     from vision_tasks.engine.optim import build_optimizer
     from vision_tasks.models.model import build_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dataset = task.build_dataset(cfg, "train", train=False)
     images, targets = task.collate([dataset[i] for i in range(items)])
     model = build_model(cfg, task, 5).train()
