@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Images per second of a model in JavaScript: onnxruntime-node and onnxruntime-web (WASM) in
+// Images per second (and CPU milliseconds per image) of a model in JavaScript: onnxruntime-node and onnxruntime-web (WASM) in
 // this Node process, the model alone (letterboxed batches) and predict() (letterbox, run,
 // decode) on the same decoded images. Its Python counterpart, throughput.py, measures the
 // Python runtime on the same images and batch; run both on the same machine.
@@ -31,13 +31,19 @@ for (const backend of ['node', 'wasm']) {
   for (let i = 0; i < batch; i++) inputs.set((await model.prepare(images[i])).input, i * h * w * 3);
   await model.run(inputs, batch); // warm-up
   await model.predict(images);
+  // Images per second of wall time, and CPU time per image (all threads of this process:
+  // steadier than wall time on a machine other jobs share).
   const time = async (fn) => {
     const start = performance.now();
+    const cpu = process.cpuUsage();
     for (let r = 0; r < rounds; r++) await fn();
-    return (rounds * batch) / ((performance.now() - start) / 1000);
+    const used = process.cpuUsage(cpu);
+    const n = rounds * batch;
+    return [+(n / ((performance.now() - start) / 1000)).toFixed(1), +((used.user + used.system) / 1000 / n).toFixed(2)];
   };
-  const alone = await time(() => model.run(inputs, batch));
-  const predict = await time(() => model.predict(images));
-  console.log(JSON.stringify({ runtime: `js-${backend}`, batch, threads, model_alone_img_s: +alone.toFixed(1), predict_img_s: +predict.toFixed(1) }));
+  const [alone, aloneCpu] = await time(() => model.run(inputs, batch));
+  const [predict, predictCpu] = await time(() => model.predict(images));
+  console.log(JSON.stringify({ runtime: `js-${backend}`, batch, threads, model_alone_img_s: alone,
+    predict_img_s: predict, model_alone_cpu_ms_per_img: aloneCpu, predict_cpu_ms_per_img: predictCpu }));
   await model.dispose();
 }
