@@ -30,7 +30,7 @@ import pytest
 from testkit import coco_split
 
 from vision_tasks import configs
-from vision_tasks.cli import TRAIN_EXTRA, main
+from vision_tasks.cli import RAY_EXTRA, TRAIN_EXTRA, main
 from vision_tasks.errors import ConfigError
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -234,6 +234,16 @@ def test_a_verb_that_needs_the_train_extra_says_so_in_one_line_without_it(argv, 
     assert (done.returncode, done.stdout, done.stderr) == (2, "", EXTRA_LINE.format(verb=verb) + "\n")
 
 
+def test_predict_on_ray_without_the_ray_extra_says_so_in_one_line(base_venv, classify_onnx,
+                                                                   tmp_path):
+    model, images = classify_onnx
+    done = _run([base_venv / "vision-tasks", "predict", model, images, "--out", tmp_path / "out",
+                 "--engine", "ray"], cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2, "", "error: vision-tasks predict --engine ray needs the ray extra (ray is not "
+               "installed): pip install 'vision-tasks[ray]'\n")
+
+
 def _requires(wheel: Path) -> list[str]:
     """The wheel's ``Requires-Dist`` lines."""
     with zipfile.ZipFile(wheel) as archive:
@@ -251,6 +261,11 @@ def test_the_cli_knows_every_distribution_of_the_train_extra(wheel: Path):
     extra = {_distribution(r) for r in _requires(wheel) if 'extra == "train"' in r}
     assert "torch" in extra
     assert extra <= set(TRAIN_EXTRA.values()), extra - set(TRAIN_EXTRA.values())
+
+
+def test_the_cli_knows_every_distribution_of_the_ray_extra(wheel: Path):
+    extra = {_distribution(r) for r in _requires(wheel) if 'extra == "ray"' in r}
+    assert extra == {"ray"} and extra <= set(RAY_EXTRA.values())
 
 
 def test_a_ready_config_is_found_by_name_with_or_without_yaml(tmp_path: Path, monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 from vision_tasks.export.onnx_export import export_checkpoint
 
 from vision_tasks.cli import main
+from vision_tasks.errors import ConfigError
 
 ray = pytest.importorskip("ray")  # the ray extra (scripts/setup.sh installs it)
 
@@ -141,3 +142,24 @@ def test_ray_options_need_engine_ray_and_a_cuda_device_needs_gpus_per_actor(
     assert _predict(model_path, images, tmp_path / "out", "--engine", "ray", "--device", "cuda") == 2
     assert "pass --gpus-per-actor" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_actor_pool_fits_the_nodes_and_leaves_a_cpu_to_decoding(monkeypatch):
+    from vision_tasks.export.runtime.ray_engine import RayOptions, _num_actors
+
+    def cluster(*nodes: dict) -> None:
+        monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
+
+    cluster({"CPU": 2.0})
+    assert _num_actors(RayOptions()) == 1
+    with pytest.raises(ConfigError, match=r"\(2 CPUs, 0 GPUs\) has room for 1 model actor of 1 "
+                                          r"CPU each, one CPU kept for decoding; pass --num-actors 1"):
+        _num_actors(RayOptions(num_actors=2))
+    cluster({"CPU": 16.0}, {"CPU": 16.0})
+    assert _num_actors(RayOptions()) == 16 and _num_actors(RayOptions(threads=4)) == 4
+    cluster({"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0})  # 0.75 GPU: one per node
+    assert _num_actors(RayOptions(gpus_per_actor=0.75)) == 2
+    assert _num_actors(RayOptions(gpus_per_actor=0.5)) == 4
+    with pytest.raises(ConfigError, match="pass --gpus-per-actor 0 for CPU actors"):
+        cluster({"CPU": 8.0})
+        _num_actors(RayOptions(gpus_per_actor=1))

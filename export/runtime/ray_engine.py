@@ -22,6 +22,7 @@ import logging
 import os
 import pickle
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,9 @@ class RayOptions:
         address: a running cluster to join (``ray start --head`` printed it; ``"auto"``: the
             one on this machine); None starts a local Ray for this run.
         num_cpus: CPUs of a local Ray (default: the cores this process may use).
-        num_actors: model actors (default: the cluster's GPUs / ``gpus_per_actor`` with GPUs,
-            else one per two CPUs, leaving the others to the decoding tasks).
+        num_actors: model actors (default: as many as the GPUs hold with ``gpus_per_actor``,
+            else one per two CPUs, leaving the others to the decoding tasks); at least one CPU
+            of the cluster is always left to decoding.
         gpus_per_actor: GPUs each actor holds (a fraction shares one); 0: CPU actors.
         threads: onnxruntime CPU threads of each CPU actor (each reserves as many CPUs).
     """
@@ -175,16 +177,33 @@ def _device(options: RayOptions) -> str:
 
 
 def _num_actors(options: RayOptions) -> int:
-    if options.num_actors:
-        return options.num_actors
-    resources = ray.cluster_resources()
-    if options.gpus_per_actor > 0:
-        gpus = resources.get("GPU", 0.0)
-        if gpus < options.gpus_per_actor:
-            raise ConfigError(f"--gpus-per-actor {options.gpus_per_actor:g}: the Ray cluster "
-                              f"has {gpus:g} GPUs; pass --gpus-per-actor 0 for CPU actors")
-        return int(gpus // options.gpus_per_actor)
-    return max(1, int(resources.get("CPU", 1.0)) // (2 * options.threads))
+    """``options.num_actors``, or the default; checked against the nodes of the cluster, since
+    a pool that does not fit (or leaves no CPU to the decoding tasks) would wait forever.
+
+    Raises:
+        ConfigError: the actors asked for do not fit.
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    cpus = sum(int(node.get("CPU", 0)) for node in nodes)
+    gpus_each = options.gpus_per_actor
+    cpus_each = 1 if gpus_each > 0 else options.threads
+    fit = (cpus - 1) // cpus_each  # one CPU kept for decoding
+    if gpus_each > 0:
+        fit = min(fit, sum(int(node.get("GPU", 0.0) // gpus_each) for node in nodes))
+    wanted = options.num_actors or (fit if gpus_each > 0 else max(1, cpus // (2 * cpus_each)))
+    if wanted > fit or fit < 1:
+        each = f"{gpus_each:g} GPU and 1 CPU" if gpus_each > 0 else f"{cpus_each} CPU"
+        gpus = sum(node.get("GPU", 0.0) for node in nodes)
+        if fit >= 1:
+            fix = f"pass --num-actors {fit} or fewer"
+        elif gpus_each > 0 and gpus == 0:
+            fix = "pass --gpus-per-actor 0 for CPU actors, or join a cluster with GPUs"
+        else:
+            fix = "pass fewer --threads or --gpus-per-actor, or join a larger cluster"
+        raise ConfigError(f"the Ray cluster ({cpus} CPUs, {gpus:g} GPUs) has room for "
+                          f"{max(fit, 0)} model actor{'' if fit == 1 else 's'} of {each} each, "
+                          f"one CPU kept for decoding; {fix}")
+    return wanted
 
 
 def ray_stream(settings: ModelSettings, options: RayOptions, session: RaySession,
@@ -194,10 +213,34 @@ def ray_stream(settings: ModelSettings, options: RayOptions, session: RaySession
     if not sources:
         return
     session.start()
+    with _ordered_and_quiet():
+        yield from _outcomes(settings, options, sources)
+
+
+@contextmanager
+def _ordered_and_quiet() -> Iterator[None]:
+    """Ray Data settings for this run, put back after it (an application may use Ray Data
+    otherwise): results in input order, no progress bars (``run_predict`` shows its own), no
+    execution plan and timing logged per run."""
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # outcomes in source order
-    context.enable_progress_bars = False  # run_predict shows its own
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no plan and timing per run
+    logger = logging.getLogger("ray.data")
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars,
+             logger.level)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        (context.execution_options.preserve_order, context.enable_progress_bars,
+         level) = saved
+        logger.setLevel(level)
+
+
+def _outcomes(settings: ModelSettings, options: RayOptions,
+              sources: list[str]) -> Iterator[Outcome]:
+    """The Ray Data pipeline: one block per batch of sources (so a decoding task holds one
+    batch of images), decoded in tasks, predicted by the actor pool, read back in order."""
     batch = settings.batch_size
     dataset = (
         ray.data.from_items([{"source": os.fsencode(s)} for s in sources],
