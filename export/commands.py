@@ -74,6 +74,12 @@ def _ray_options(args: argparse.Namespace) -> Any:
         if given:
             raise VisionTasksError(f"{given[0]} is an option of --engine ray; add --engine ray")
         return None
+    local_only = [flag for flag, value in (("--workers", args.workers), ("--lanes", args.lanes))
+                  if value]
+    if local_only:
+        raise VisionTasksError(f"{local_only[0]} is an option of the local engine; on Ray, tasks "
+                               "decode and each actor runs one batch at a time (--num-actors, "
+                               "--threads)")
     from .runtime.ray_engine import RayOptions, check_options
 
     options = RayOptions(args.address, num_actors=args.num_actors,

@@ -141,6 +141,8 @@ def test_ray_options_need_engine_ray_and_a_cuda_device_needs_gpus_per_actor(
     assert "--num-actors is an option of --engine ray" in capsys.readouterr().err
     assert _predict(model_path, images, tmp_path / "out", "--engine", "ray", "--device", "cuda") == 2
     assert "pass --gpus-per-actor" in capsys.readouterr().err
+    assert _predict(model_path, images, tmp_path / "out", "--engine", "ray", "--workers", "4") == 2
+    assert "--workers is an option of the local engine" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

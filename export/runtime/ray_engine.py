@@ -12,7 +12,7 @@ model), ``run.json`` and ``--resume`` are the local engine's, line for line.
 
 Every node reads the sources and the model by the paths the driver gives (a shared file
 system), with the same vision-tasks installed. Without ``address`` a local Ray is started for
-the run (no dashboard, warnings only) and stopped after it; with one, the run joins that
+the run (no dashboard, its errors only) and stopped after it; with one, the run joins that
 cluster and leaves it running.
 """
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import numpy as np
 import ray
 import ray.data
 
-from vision_tasks.errors import ConfigError
+from vision_tasks.errors import ConfigError, VisionTasksError
 from vision_tasks.imaging import Letterbox, load_letterboxed
 
 from .batch import PredictSummary, run_predict
@@ -147,6 +149,31 @@ def _objects(values: Any) -> np.ndarray:
     return array
 
 
+class RayClusterError(VisionTasksError):
+    """The Ray cluster of ``--address`` cannot be joined."""
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` address must answer before Ray is asked to join it: Ray itself retries
+    an unreachable one for ever, a warning every few seconds.
+
+    Raises:
+        RayClusterError: nothing listens there.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", a ray:// client address...: Ray checks those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise RayClusterError(f"--address {address}: no Ray cluster answers there "
+                              f"({err.strerror or err}); start one with `ray start --head` "
+                              "(it prints its address) or pass the address it printed") from None
+
+
 class RaySession:
     """Ray for one run: joined or started on first use, stopped by :meth:`close` (a started
     local Ray is shut down; a joined cluster only loses this driver)."""
@@ -161,9 +188,22 @@ class RaySession:
         quiet = {"include_dashboard": False, "logging_level": logging.ERROR,
                  "log_to_driver": False}
         if self.options.address:
-            ray.init(address=self.options.address, **quiet)
+            _check_reachable(self.options.address)
+            if self.options.address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+                # Ray then joins without its token, and a cluster that wants one (Ray's
+                # default) makes it retry for ever, one warning every few seconds.
+                warnings.warn(f"joining {self.options.address} without token authentication; "
+                              "if its warnings say InvalidAuthToken, stop this and set "
+                              "RAY_AUTH_MODE=token (or pass --address auto on a machine of "
+                              "the cluster)", stacklevel=1)
+            try:
+                ray.init(address=self.options.address, **quiet)
+            except ConnectionError as err:  # "auto" and no Ray running here
+                raise RayClusterError(f"--address {self.options.address}: "
+                                      f"{' '.join(str(err).split())}") from None
         else:
-            ray.init(num_cpus=self.options.num_cpus or cpu_threads(), **quiet)
+            # "local": a new Ray, even where RAY_ADDRESS or a `ray start` names a cluster
+            ray.init(address="local", num_cpus=self.options.num_cpus or cpu_threads(), **quiet)
         self.started = True
 
     def close(self) -> None:
