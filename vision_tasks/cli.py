@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except (VisionTasksError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`... | head -1`): not a fault
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except OSError as err:  # a file the command cannot read or write (a full disk, ...)
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}; check the path, its permissions and the "
