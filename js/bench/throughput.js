@@ -29,8 +29,10 @@ for (const backend of ['node', 'wasm']) {
   const [h, w] = model.inputSize;
   const inputs = new Uint8Array(batch * h * w * 3);
   for (let i = 0; i < batch; i++) inputs.set((await model.prepare(images[i])).input, i * h * w * 3);
-  await model.run(inputs, batch); // warm-up
-  await model.predict(images);
+  for (let r = 0; r < 3; r++) { // warm-up (WASM takes a few runs to reach its pace)
+    await model.run(inputs, batch);
+    await model.predict(images);
+  }
   // Images per second of wall time, and CPU time per image (all threads of this process:
   // steadier than wall time on a machine other jobs share).
   const time = async (fn) => {

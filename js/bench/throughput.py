@@ -31,8 +31,9 @@ def main() -> None:
     images = [pool[i % len(pool)] for i in range(args.batch)]
     predictor = Predictor(args.model, device="cpu", threads=args.threads, batch_size=args.batch)
     batch = np.stack([predictor.prepare(image)[0] for image in images])
-    predictor.run(batch)  # warm-up
-    predictor.predict(images)
+    for _ in range(3):  # warm-up, as throughput.js does
+        predictor.run(batch)
+        predictor.predict(images)
 
     def rate(fn) -> tuple[float, float]:
         """Images per second of wall time, and CPU milliseconds per image (all threads of this
