@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from vision_tasks.export.runtime import Predictor
+
 from vision_tasks.imaging import load_image
 
 
