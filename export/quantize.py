@@ -21,6 +21,8 @@ export")."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -136,16 +138,31 @@ def quantize_network(proto: onnx.ModelProto, layers: list[str], calibration: Cal
     with tempfile.TemporaryDirectory(prefix="vision-tasks-int8-") as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(proto, source)
-        quantize_static(
-            str(source), str(target), _Reader(calibration.images, CALIBRATION_BATCH),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(REGION_OPS),
-            nodes_to_quantize=network_nodes(proto, layers), per_channel=True,
-            reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        with _without_preprocessing_hint():
+            quantize_static(
+                str(source), str(target), _Reader(calibration.images, CALIBRATION_BATCH),
+                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(REGION_OPS),
+                nodes_to_quantize=network_nodes(proto, layers), per_channel=True,
+                reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=method,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         quantized = onnx.load(target)
     pin_float_pools(quantized)
     del quantized.metadata_props[:]  # the float file's own, as written (quantize_static
     quantized.metadata_props.extend(proto.metadata_props)  # may add its own entries)
     quantized.doc_string = proto.doc_string
     return quantized
+
+
+@contextlib.contextmanager
+def _without_preprocessing_hint() -> Iterator[None]:
+    """onnxruntime's quantizer logs (root logger, WARNING) that the model should be
+    pre-processed first (shape inference, constant folding): the exporter's graph already is."""
+    def hint(record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
