@@ -157,9 +157,15 @@ def ratios(speed: dict, over: str, under: str) -> dict:
     return {"runs": each, "median": statistics.median(each)}
 
 
-def bench_task(task: str, checkpoint: Path, out: Path, args: argparse.Namespace) -> dict:
-    files = export_pair(checkpoint, out / task, args.calibration_images, args.calibration_method)
-    metrics = {p: val_metrics(f["path"]) for p, f in files.items()}
+def bench_task(task: str, checkpoint: Path, out: Path, args: argparse.Namespace,
+               earlier: dict | None) -> dict:
+    """One task's row; with ``--speed-only``, the files and metrics of ``earlier`` (a row of
+    an earlier report) are kept and only the speed is measured again."""
+    if args.speed_only and earlier:
+        files, metrics = earlier["files"], earlier["metrics"]
+    else:
+        files = export_pair(checkpoint, out / task, args.calibration_images, args.calibration_method)
+        metrics = {p: val_metrics(f["path"]) for p, f in files.items()}
     images = timing_images(files["fp32"]["path"], args.batch)
     speed = throughput({p: (f["path"], {"images": images}) for p, f in files.items()}, args.batch,
                        args.threads, args.runs_timed, args.rounds)
@@ -170,8 +176,10 @@ def bench_task(task: str, checkpoint: Path, out: Path, args: argparse.Namespace)
     return row
 
 
-def bench_yolo(checkpoint: Path, out: Path, args: argparse.Namespace) -> list[dict]:
-    """Ours (fp32, INT8) and YOLO11n (fp32, INT8) at each ``--yolo-sizes``."""
+def bench_yolo(checkpoint: Path, out: Path, args: argparse.Namespace,
+               earlier: list[dict] | None) -> list[dict]:
+    """Ours (fp32, INT8) and YOLO11n (fp32, INT8) at each ``--yolo-sizes`` (with
+    ``--speed-only``, the files and mAPs of ``earlier`` rows are kept)."""
     cfg = load_checkpoint(checkpoint)["config"]
     val = cfg["data"]["val"]
     ann_file, val_images = Path(val["annotations"]), Path(val["images"])
@@ -191,17 +199,23 @@ def bench_yolo(checkpoint: Path, out: Path, args: argparse.Namespace) -> list[di
     ids = {im["file_name"]: im["id"] for im in ann["images"]}
     cats = [c["id"] for c in sorted(ann["categories"], key=lambda c: c["id"])]
     rows = []
+    previous = {row["size"]: row for row in earlier or []}
     for size in args.yolo_sizes:
-        ours = export_pair(checkpoint, out / f"detect_{size}", args.calibration_images,
-                           args.calibration_method, size=size)
-        ours_map = {p: val_metrics(f["path"]) for p, f in ours.items()}
-        yolo_map = {}
-        for p in ("fp32", "int8"):
-            results = [{"image_id": ids[r["file_name"]], "category_id": cats[r["class"]],
-                        "bbox": r["bbox"], "score": r["score"]}
-                       for r in yolo[f"{size}_{p}"]["predictions"]]
-            box_map, box_map50 = cocoeval_map(ann_file, results)
-            yolo_map[p] = {"box_map": box_map, "box_map50": box_map50}
+        if args.speed_only and size in previous:
+            ours_map, yolo_map = previous[size]["ours_map"], previous[size]["yolo_map"]
+            ours = {p: {"path": str(out / f"detect_{size}" / f"model.{p}.onnx")}
+                    for p in ("fp32", "int8")}
+        else:
+            ours = export_pair(checkpoint, out / f"detect_{size}", args.calibration_images,
+                               args.calibration_method, size=size)
+            ours_map = {p: val_metrics(f["path"]) for p, f in ours.items()}
+            yolo_map = {}
+            for p in ("fp32", "int8"):
+                results = [{"image_id": ids[r["file_name"]], "category_id": cats[r["class"]],
+                            "bbox": r["bbox"], "score": r["score"]}
+                           for r in yolo[f"{size}_{p}"]["predictions"]]
+                box_map, box_map50 = cocoeval_map(ann_file, results)
+                yolo_map[p] = {"box_map": box_map, "box_map50": box_map50}
         images = timing_images(ours["fp32"]["path"], args.batch)
         nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255
         files = {f"ours_{p}": (f["path"], {"images": images}) for p, f in ours.items()}
@@ -232,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-timed", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=60, help="calls of each file per run")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="keep the files and metrics of OUT/int8.json, time again")
     parser.add_argument("--yolo", action="store_true")
     parser.add_argument("--yolo-python", default="/tmp/yolo-venv/bin/python")
     parser.add_argument("--yolo-weights", default="/tmp/yolo/run/train/weights/best.pt")
@@ -245,10 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     report["settings"] = {k: str(v) for k, v in vars(args).items()}
     for task in args.tasks:
-        report[task] = bench_task(task, checkpoints[task], args.out, args)
+        report[task] = bench_task(task, checkpoints[task], args.out, args, report.get(task))
         report_path.write_text(json.dumps(report, indent=2))
     if args.yolo:
-        report["yolo"] = bench_yolo(checkpoints["detect"], args.out, args)
+        report["yolo"] = bench_yolo(checkpoints["detect"], args.out, args, report.get("yolo"))
         report_path.write_text(json.dumps(report, indent=2))
     print("\n| task | fp32 img/s | int8 img/s | int8/fp32 (3 runs) | metric fp32 -> int8 |")
     print("|---|---:|---:|---|---|")
