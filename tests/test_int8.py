@@ -203,15 +203,15 @@ def test_cpu_bf16_units_are_read_from_cpuinfo_flags(tmp_path):
     assert cpu_bf16_units(tmp_path / "missing") == ()
 
 
-def test_amp_auto_on_the_cpu_is_fp32_and_bf16_is_opt_in(monkeypatch):
+def test_amp_auto_on_the_cpu_follows_its_bf16_units(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_bf16_units", lambda: ("amx_bf16",))
-    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None  # opt-in only
-    assert amp_dtype("bf16", cpu) == torch.bfloat16
-    assert amp_note("bf16", cpu) == "bf16 autocast (CPU with amx_bf16)"
+    assert amp_dtype("auto", cpu) == torch.bfloat16 and amp_dtype("off", cpu) is None
+    assert amp_note("auto", cpu) == "bf16 autocast (CPU with amx_bf16)"
     monkeypatch.setattr(precision, "cpu_bf16_units", lambda: ())
     assert amp_dtype("auto", cpu) is None and amp_dtype("bf16", cpu) == torch.bfloat16
     assert amp_note("auto", cpu) == "fp32 (train.amp=auto; bf16 units: none)"
+    assert amp_note("bf16", cpu) == "bf16 autocast (no bf16 units: emulated, slow)"
 
 
 def test_the_runs_first_line_says_the_precision(tiny_classify_data, tiny_config, tmp_path):
