@@ -129,8 +129,8 @@ export class VisionModel {
     let session = await ort.InferenceSession.create(bytes, sessionOptions);
     let backendNote = '';
     if (backend === 'webgpu') {
-      // onnxruntime-web 1.30's WebGPU kernels fail on the detect and segment graphs (a MatMul
-      // with a 1-D operand, GatherND): one run of a blank image tells, and the WASM backend
+      // onnxruntime-web 1.30's WebGPU GatherND kernel fails on the detect and segment graphs:
+      // one run of a blank image tells, and the WASM backend
       // takes over (README, "Use the model from JavaScript").
       try {
         await runBlank(ort, session, meta.inputSize);

@@ -112,7 +112,11 @@ class DenseDetectHead(nn.Module):
         cls_logits = torch.cat(cls, dim=2).transpose(1, 2)  # [N, A, C]
         dist_logits = torch.cat(dist, dim=2).transpose(1, 2)  # [N, A, 4*R]
         dist_logits = dist_logits.reshape(dist_logits.shape[0], -1, 4, self.reg_max)
-        distances = dist_logits.softmax(dim=-1).matmul(self.bins)  # [N, A, 4] in strides
+        # The expectation over the bins as a product and a sum, not a matmul with a vector:
+        # onnxruntime runs that matmul as one tiny product per row (a sixth of an INT8 detect
+        # file's time, benchmarks/RESULTS.md "INT8 export"), WebGPU has no 1-D MatMul, and
+        # under bf16 autocast the sum stays float32 (softmax's output is float32 there).
+        distances = (dist_logits.softmax(dim=-1) * self.bins).sum(dim=-1)  # [N, A, 4] in strides
         boxes = decode_distances(distances, self.points, self.point_strides)
         return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
                 "point_strides": self.point_strides}
