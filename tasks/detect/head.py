@@ -115,8 +115,9 @@ class DenseDetectHead(nn.Module):
         # The expectation over the bins as a product and a sum, not a matmul with a vector:
         # onnxruntime runs that matmul as one tiny product per row (a sixth of an INT8 detect
         # file's time, benchmarks/RESULTS.md "INT8 export"), WebGPU has no 1-D MatMul, and
-        # under bf16 autocast the sum stays float32 (softmax's output is float32 there).
-        distances = (dist_logits.softmax(dim=-1) * self.bins).sum(dim=-1)  # [N, A, 4] in strides
+        # under bf16 autocast the softmax and the sum run in float32 (.float() is no node in
+        # an exported float32 graph).
+        distances = (dist_logits.float().softmax(dim=-1) * self.bins).sum(dim=-1)  # [N, A, 4]
         boxes = decode_distances(distances, self.points, self.point_strides)
         return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
                 "point_strides": self.point_strides}
