@@ -42,7 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 YOLO_SCRIPT = textwrap.dedent("""
     import json, sys, time
     from ultralytics import YOLO
-    data, out, budget, imgsz, batch, workers, val_images, task = sys.argv[1:9]
+    data, out, budget, imgsz, batch, workers, val_images, task, benchmarks = sys.argv[1:10]
+    sys.path.insert(0, benchmarks)
+    from detect_vs_yolo import yolo_predictions
     seg = task == "segment"
     t0 = time.time()
     model = YOLO("yolo11n-seg.yaml" if seg else "yolo11n.yaml")
@@ -57,9 +59,27 @@ YOLO_SCRIPT = textwrap.dedent("""
     best = YOLO(out + "/train/weights/best.pt")
     metrics = best.val(data=data, imgsz=int(imgsz), batch=32, device="cpu", plots=False,
                        conf=0.001, iou=0.7, max_det=100, verbose=False)
+    preds = yolo_predictions(best, val_images, int(imgsz), seg)
+    result = {"train_seconds": seconds, "ultralytics_map": float(metrics.box.map),
+              "ultralytics_map50": float(metrics.box.map50), "predictions": preds}
+    if seg:
+        result["ultralytics_mask_map"] = float(metrics.seg.map)
+        result["ultralytics_mask_map50"] = float(metrics.seg.map50)
+        result["onnx"] = best.export(format="onnx", imgsz=int(imgsz), dynamic=True,
+                                     simplify=False, device="cpu")
+    json.dump(result, open(out + "/yolo_result.json", "w"))
+""")
+
+
+def yolo_predictions(model, images: str, imgsz: int, seg: bool) -> list[dict]:
+    """An Ultralytics model's predictions on an image folder, as the thresholds of a mAP run
+    (score > 0.001, IoU 0.7, at most 100 per image): one row per detection, ``{"file_name",
+    "bbox": [x, y, w, h] original pixels, "score", "class": index}``, with ``seg`` also
+    ``"segmentation"``: the mask at the original image size (``retina_masks``) as COCO RLE.
+    Runs in the YOLO venv (imported by its subprocess scripts)."""
     preds = []
-    for r in best.predict(val_images, imgsz=int(imgsz), conf=0.001, iou=0.7, max_det=100,
-                          device="cpu", verbose=False, stream=True, retina_masks=True):
+    for r in model.predict(images, imgsz=imgsz, conf=0.001, iou=0.7, max_det=100,
+                           device="cpu", verbose=False, stream=True, retina_masks=True):
         name = r.path.rsplit("/", 1)[-1]
         masks = [None] * len(r.boxes)
         if seg and r.masks is not None:
@@ -70,18 +90,23 @@ YOLO_SCRIPT = textwrap.dedent("""
                 rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
                 masks.append({"size": rle["size"], "counts": rle["counts"].decode("ascii")})
         for (x1, y1, x2, y2), s, c, m in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(),
-                                             r.boxes.cls.tolist(), masks):
+                                             r.boxes.cls.tolist(), masks, strict=True):
             preds.append({"file_name": name, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s,
                           "class": int(c), **({"segmentation": m} if m else {})})
-    result = {"train_seconds": seconds, "ultralytics_map": float(metrics.box.map),
-              "ultralytics_map50": float(metrics.box.map50), "predictions": preds}
-    if seg:
-        result["ultralytics_mask_map"] = float(metrics.seg.map)
-        result["ultralytics_mask_map50"] = float(metrics.seg.map50)
-        result["onnx"] = best.export(format="onnx", imgsz=int(imgsz), dynamic=True,
-                                     simplify=False, device="cpu")
-    json.dump(result, open(out + "/yolo_result.json", "w"))
-""")
+    return preds
+
+
+def coco_results(predictions: list[dict], annotation_file: Path) -> list[dict]:
+    """Rows of :func:`yolo_predictions` -> COCO results against ``annotation_file``: image
+    ids by file name, class index -> category id (categories sorted by id, the class order
+    of the YOLO layouts written here and by ``vision-tasks data convert``)."""
+    ann = json.loads(Path(annotation_file).read_text())
+    ids = {im["file_name"]: im["id"] for im in ann["images"]}
+    cats = [c["id"] for c in sorted(ann["categories"], key=lambda c: c["id"])]
+    return [{"image_id": ids[p["file_name"]], "category_id": cats[p["class"]], "bbox": p["bbox"],
+             "score": p["score"], **({"segmentation": p["segmentation"]}
+                                     if "segmentation" in p else {})}
+            for p in predictions]
 
 
 def mask_polygon(segmentation: dict, width: int, height: int) -> list[float]:
@@ -173,21 +198,15 @@ def run_yolo(args: argparse.Namespace, data_root: Path, out: Path) -> dict:
     script.write_text(YOLO_SCRIPT)
     cmd = [args.yolo_python, str(script), str(data_yaml), str(out / "yolo"), str(args.budget),
            str(args.size), str(args.batch), str(args.workers), str(data_root / "val" / "images"),
-           args.task]
+           args.task, str(Path(__file__).resolve().parent)]
     # Albumentations (visible to Ultralytics when installed) would check for updates online.
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=out, env=env)
     wall = time.time() - t0
     raw = json.loads((out / "yolo" / "yolo_result.json").read_text())
-    ann = json.loads((data_root / "val" / "annotations.json").read_text())
-    ids = {im["file_name"]: im["id"] for im in ann["images"]}
-    cats = [c["id"] for c in sorted(ann["categories"], key=lambda c: c["id"])]
-    results = [{"image_id": ids[p["file_name"]], "category_id": cats[p["class"]], "bbox": p["bbox"],
-                "score": p["score"], **({"segmentation": p["segmentation"]}
-                                        if "segmentation" in p else {})}
-               for p in raw["predictions"]]
     val_json = data_root / "val" / "annotations.json"
+    results = coco_results(raw["predictions"], val_json)
     box_map, box_map50 = cocoeval_map(val_json, results)
     row = {"model": f"YOLO11n{'-seg' if seg else ''} (yolo11n{'-seg' if seg else ''}.yaml, "
                     "from scratch)",
