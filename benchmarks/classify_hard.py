@@ -42,7 +42,25 @@ VARIANTS: dict[str, list[str]] = {
     "old_lr1e-3": [*OLD, "train.lr=0.001"],
     "old_5stages": [*OLD, "model.backbone.depths=[1,1,2,2,2]"],
     "max_5stages": [*OLD, "model.head.pool=max", "model.backbone.depths=[1,1,2,2,2]"],
+    "old_flatten": [*OLD, "model.head.pool=flatten", "model.head.hidden=[256]"],
+    "old_w32": [*OLD, "model.backbone.width=32"],
+    "old_bs16": [*OLD, "train.batch_size=16"],
+    "old_sgd": [*OLD, "train.optimizer=momentum", "train.lr=0.05"],
+    "max_nols": [*OLD, "model.head.pool=max", "loss.label_smoothing=0.0"],
+    "max_lr1e-3": [*OLD, "model.head.pool=max", "train.lr=0.001"],
+    "max_nols_lr1e-3": [*OLD, "model.head.pool=max", "loss.label_smoothing=0.0", "train.lr=0.001"],
+    "max_w32": [*OLD, "model.head.pool=max", "model.backbone.width=32"],
+    "max5_lr1e-3": [*OLD, "model.head.pool=max", "model.backbone.depths=[1,1,2,2,2]",
+                    "train.lr=0.001"],
+    "max_lr2e-3": [*OLD, "model.head.pool=max", "train.lr=0.002"],
+    "max_lr1e-3_bs16": [*OLD, "model.head.pool=max", "train.lr=0.001", "train.batch_size=16"],
     "new": [],  # the config as it is now
+    "new_bs16": ["train.batch_size=16"],
+    "new_nols": ["loss.label_smoothing=0.0"],
+    "new_noaug": ["data.augment.scale=[1,1]", "data.augment.translate=0", "data.augment.rotate=0"],
+    "new_lr2e-3": ["train.lr=0.002"],
+    "new_norot": ["data.augment.rotate=0"],
+    "new_noscale": ["data.augment.scale=[1,1]", "data.augment.translate=0"],
 }
 
 
@@ -67,6 +85,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "classify.yaml")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 64])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", default=["old", "new"], choices=list(VARIANTS))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -74,9 +93,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---|---:|---:|")
     for name in args.variants:
         for size in args.sizes:
-            row = run(args.config, args.data, size, args.epochs, VARIANTS[name],
-                      args.work / f"{name}-{size}")
-            row.update(variant=name, size=size, data=str(args.data), epochs=args.epochs,
+            row = run(args.config, args.data, size, args.epochs,
+                      [*VARIANTS[name], f"train.seed={args.seed}"],
+                      args.work / f"{name}-{size}-s{args.seed}")
+            row.update(variant=name, size=size, seed=args.seed, data=str(args.data), epochs=args.epochs,
                        load=os.getloadavg()[0])
             with open(args.work / "results.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")

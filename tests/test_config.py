@@ -29,7 +29,7 @@ def error_of(path: Path | None, overrides: list[str] | None = None) -> str:
 def test_ready_configs_load() -> None:
     cfg = load_config(REPO / "configs" / "classify.yaml")
     assert isinstance(cfg, Config) and cfg.task == "classify"
-    assert cfg.model.head.pool == "avg"
+    assert cfg.model.head.pool == "max"
 
 
 def test_misspelt_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
