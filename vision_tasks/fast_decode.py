@@ -13,6 +13,7 @@ like :mod:`vision_tasks.imaging`.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +33,7 @@ _PNG_PILLOW_TEXT = (b"Raw profile type exif\x00", b"XML:com.adobe.xmp\x00")
 _JPEG_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended and progressive Huffman-coded frames
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length field
 _XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
+_ICC_APP2 = b"ICC_PROFILE\x00"  # then the chunk's number and the count, from 1
 _COLOR_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
 _FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
           8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -48,6 +50,7 @@ class Header:
     width: int  # as stored, before the EXIF orientation
     height: int
     orientation: int  # EXIF orientation, 1 (upright) to 8
+    icc: bytes | None = None  # the embedded ICC profile (vision_tasks.icc converts to sRGB)
 
 
 def sniff(data: bytes) -> Header | None:
@@ -58,6 +61,8 @@ def sniff(data: bytes) -> Header | None:
     progressive, gray or YCbCr / RGB (not CMYK), whose orientation, if any, is in one EXIF
     block (XMP orientation goes to Pillow). The image must also pass Pillow's decompression
     bomb check without a warning, so that oversized files still get Pillow's warning or error.
+    An embedded ICC profile comes back in ``Header.icc``: OpenCV returns the stored values,
+    and the caller converts them (:func:`vision_tasks.icc.to_srgb`), as for Pillow's.
     """
     if data.startswith(_PNG_SIGNATURE):
         header = _sniff_png(data)
@@ -83,15 +88,25 @@ def _sniff_png(data: bytes) -> Header | None:
             or compression or filtering or interlace > 1):
         return None
     i, end = 8, len(data) - 12  # walk the chunks (Pillow also reads those after the pixels)
+    icc = None
     while i < end:
         length, kind = struct.unpack_from(">I4s", data, i)
         if kind in _PNG_PILLOW_CHUNKS or (kind in _PNG_TEXT_CHUNKS and data.startswith(
                 _PNG_PILLOW_TEXT, i + 8, i + 8 + length)):
             return None
+        if kind == b"iCCP":  # profile name, NUL, compression method 0, zlib stream
+            body = data[i + 8:i + 8 + length]
+            name_end = body.find(b"\x00")
+            if icc is not None or not 0 < name_end < 80 or body[name_end + 1:name_end + 2] != b"\x00":
+                return None
+            try:
+                icc = zlib.decompress(body[name_end + 2:])
+            except zlib.error:
+                return None
         i += 12 + length
     if i != end:
         return None
-    return Header(False, width, height, 1)
+    return Header(False, width, height, 1, icc)
 
 
 def _sniff_jpeg(data: bytes) -> Header | None:
@@ -99,6 +114,7 @@ def _sniff_jpeg(data: bytes) -> Header | None:
     if not data.endswith(b"\xff\xd9"):
         return None  # truncated, or bytes after the image: Pillow decides
     frame, exif, i, end = None, None, 2, len(data)
+    icc: dict[int, bytes] = {}
     while i + 4 <= end:
         if data[i] != 0xFF:
             return None
@@ -125,6 +141,8 @@ def _sniff_jpeg(data: bytes) -> Header | None:
             exif = segment[6:]
         elif marker == 0xE1 and segment.startswith(_XMP_APP1) and b"tiff:Orientation" in segment:
             return None
+        elif marker == 0xE2 and segment.startswith(_ICC_APP2) and len(segment) > 14:
+            icc[segment[12]] = segment[14:]
         i += 2 + length
     else:
         return None
@@ -134,9 +152,9 @@ def _sniff_jpeg(data: bytes) -> Header | None:
     if precision != 8 or components not in (1, 3) or width < 1 or height < 1:
         return None
     orientation = 1 if exif is None else _exif_orientation(exif)
-    if orientation is None:
-        return None
-    return Header(True, width, height, orientation)
+    if orientation is None or (icc and sorted(icc) != list(range(1, len(icc) + 1))):
+        return None  # no orientation we are sure of, or ICC chunks missing: Pillow decides
+    return Header(True, width, height, orientation, b"".join(icc[k] for k in sorted(icc)) or None)
 
 
 def _exif_orientation(exif: bytes) -> int | None:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vision_tasks import fast_decode
+from vision_tasks import fast_decode, icc
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_FILE_BYTES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError",
            "ImageSource", "LargeImageWarning", "Letterbox", "letterbox", "load_image",
@@ -95,6 +95,8 @@ def load_image(source: ImageSource) -> np.ndarray:
     EXIF) are decoded by OpenCV, which gives Pillow's pixels about twice as fast; every other
     file, and any file those header checks are unsure of, by Pillow. The semantics and error
     messages below hold either way. Colour handling:
+    - an embedded RGB ICC profile is converted to sRGB (:mod:`vision_tasks.icc`: the rule
+      the JavaScript package and browsers follow too); no profile means sRGB;
     - grayscale, palette, CMYK, YCbCr, ... are converted to RGB;
     - alpha is dropped, not composited: RGBA keeps its RGB values, LA its gray, a palette
       image with transparency its palette colours (what a model sees is the stored colour);
@@ -178,7 +180,8 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     if header is not None:
         image = fast_decode.cv2_decode(data, header, 1)
         if image is not None:
-            return np.ascontiguousarray(fast_decode.upright(image, header.orientation))
+            image = np.ascontiguousarray(fast_decode.upright(image, header.orientation))
+            return icc.to_srgb(image, header.icc)
     return _pil_decode(data, name)
 
 
@@ -208,6 +211,7 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
         with _PIL_LOAD:
             img.load()
         img = ImageOps.exif_transpose(img)  # a transposed copy; the caller's image is untouched
+        profile = img.info.get("icc_profile")
         if img.mode.startswith("I"):  # 16-bit gray: keep full depth, scaled in _to_uint8
             arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
         elif img.mode == "RGB":
@@ -218,7 +222,7 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
             arr = np.asarray(img.convert("RGB"))
     except _DECODE_ERRORS as exc:
         raise _decode_error(name, exc) from exc
-    return _from_array(arr, name)
+    return icc.to_srgb(_from_array(arr, name), profile)
 
 
 def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
@@ -450,7 +454,7 @@ def load_letterboxed(source: ImageSource, size: int | tuple[int, int], pad_value
         factor = _reduction(h, w, in_h, in_w) if reduce and header.jpeg else 1
         image = fast_decode.cv2_decode(data, header, factor)
         if image is not None:
-            upright = fast_decode.upright(image, header.orientation)
+            upright = icc.to_srgb(fast_decode.upright(image, header.orientation), header.icc)
             original = None
             if keep_original:
                 original = np.ascontiguousarray(upright) if factor == 1 else _decode(data, name)
