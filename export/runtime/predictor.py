@@ -241,11 +241,18 @@ class Predictor:
         return dict(zip(self.output_names, values, strict=True))
 
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
-               sources: Sequence[str]) -> list[Prediction]:
-        """Outputs of :meth:`run` -> predictions in original-image coordinates."""
-        return decode_batch(outputs, letterboxes, sources, self.metadata,
-                            self.head_specs or self.spec,
-                            self.score_threshold)
+               sources: Sequence[str], score_threshold: float | None = None,
+               heads: Sequence[str] | None = None) -> list[Prediction]:
+        """Outputs of :meth:`run` -> predictions in original-image coordinates.
+
+        ``score_threshold``: this call's instead of :attr:`score_threshold`; ``heads``: a
+        multi-head model's heads to decode (default all; names of :attr:`head_specs`).
+        """
+        spec = self.head_specs or self.spec
+        if heads is not None:
+            spec = {name: self.head_specs[name] for name in heads}
+        return decode_batch(outputs, letterboxes, sources, self.metadata, spec,
+                            self.score_threshold if score_threshold is None else score_threshold)
 
     def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],
                          sources: Sequence[str]) -> list[Prediction]:
