@@ -1,12 +1,10 @@
-// Decodes PNG and JPEG files into pixels with pure-JavaScript decoders (pngjs, jpeg-js).
+// Decodes image files into pixels once, before timing (the package's Node decoder: sharp,
+// EXIF orientation and ICC profiles applied as in Python).
 
-import { readFileSync } from 'node:fs';
-import jpeg from 'jpeg-js';
-import { PNG } from 'pngjs';
+import { readFile } from 'node:fs/promises';
+import { decodeImage } from '../src/node.js';
 
-/** A PNG or JPEG file as RGBA pixels (no EXIF orientation: pass upright files). */
-export function readImage(path) {
-  const bytes = readFileSync(path);
-  const img = /\.png$/i.test(path) ? PNG.sync.read(bytes) : jpeg.decode(bytes, { useTArray: true });
-  return { data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), width: img.width, height: img.height, channels: 4, source: path };
+/** An image file as pixels (RGB or RGBA), named by its path. */
+export async function readImage(path) {
+  return { ...await decodeImage(new Uint8Array(await readFile(path)), path), source: path };
 }

@@ -8,7 +8,7 @@
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { VisionModel } from '../src/index.js';
+import { VisionModel } from '../src/node.js';
 import { readImage } from './images.js';
 
 const args = process.argv.slice(2);
@@ -21,7 +21,7 @@ const rounds = option('--rounds', 5);
 const threads = option('--threads', 2);
 const [modelPath, folder] = args;
 const files = readdirSync(folder).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort();
-const pool = files.map((f) => readImage(join(folder, f)));
+const pool = await Promise.all(files.map((f) => readImage(join(folder, f))));
 const images = Array.from({ length: batch }, (_, i) => pool[i % pool.length]);
 
 for (const backend of ['node', 'wasm']) {

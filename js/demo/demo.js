@@ -1,28 +1,25 @@
 // The demo page: choose (or drop) a model and an image; the model runs in this page with
 // onnxruntime-web, and its boxes, labels, scores and masks are drawn over the image.
 // Query parameters load files by URL: ?model=URL&image=URL&backend=wasm|webgpu&threshold=0.25
+// The drawing is the package's own (drawPrediction); this file runs from an installed package
+// as from the checkout (serve it with `npx vision-tasks-demo`, scripts/serve.js).
 
-import { VisionModel } from '../src/index.js';
+import { colorOf, drawPrediction, VisionModel } from '../src/index.js';
 
 const $ = (id) => document.getElementById(id);
 const canvas = /** @type {HTMLCanvasElement} */ ($('canvas'));
 const stage = $('stage');
 const status = $('status');
-const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6',
-  '#9a6324', '#469990', '#808000', '#000075', '#e6a700'];
-const MASK_ALPHA = 110; // of 255: translucent masks
 
 /** What the page holds: the model, the image, its prediction (all detections, threshold 0). */
 const state = { model: null, modelName: '', modelSource: null, backend: '', image: null, imageName: '',
-  prediction: null, millis: 0, outcome: 'waiting' };
+  prediction: null, millis: 0, outcome: 'waiting', modelError: '' };
 
 function say(text, error = false) {
   status.textContent = text;
   status.classList.toggle('error', error);
 }
 
-const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-const colorOf = (label) => PALETTE[label % PALETTE.length];
 
 // Loads and runs happen one at a time, in the order asked (two onnxruntime-web sessions
 // must not start at once); `body[data-state]` is "busy" until the last one has finished,
@@ -52,8 +49,10 @@ function loadModel(source, name) {
     state.prediction = null;
     try {
       state.model = await VisionModel.load(source, { backend, scoreThreshold: 0 });
+      state.modelError = '';
     } catch (err) {
-      throw new Error(`${name}: ${err.message}`);
+      state.modelError = err.message.includes(name) ? err.message : `${name}: ${err.message}`;
+      throw new Error(state.modelError);
     }
     state.modelName = name;
     state.modelSource = source;
@@ -80,6 +79,11 @@ function loadImage(blob, name) {
 async function runNow() {
   if (!state.image || !state.model) {
     if (state.image) draw(null);
+    if (state.modelError) { // a model that failed to load stays the news until another loads
+      say(state.modelError, true);
+      state.outcome = 'error';
+      return;
+    }
     say(state.model ? `${describe()} — now choose or drop an image.` : 'Now choose or drop a model (.onnx).');
     state.outcome = 'waiting';
     return;
@@ -103,29 +107,22 @@ function describe() {
   return `${state.modelName}: ${m.task}, ${classes}, input ${w}×${h}, ${m.backend}${m.backendNote ? ` (${m.backendNote})` : ''}`;
 }
 
-/** The prediction's detections (per head for a multi-head model) at the page's threshold. */
-function shown() {
-  const threshold = Math.fround(Number($('threshold').value) || 0);
-  const heads = state.prediction.heads ? Object.values(state.prediction.heads) : [state.prediction];
-  const detections = heads.flatMap((p) => p.task === 'localize' ? p.detections : (p.detections ?? []).filter((d) => d.score >= threshold));
-  const scores = heads.filter((p) => p.scores);
-  return { detections, classified: scores, total: heads.reduce((n, p) => n + (p.detections?.length ?? 0), 0) };
-}
-
 function render() {
   if (!state.prediction) return;
-  const { detections, classified, total } = shown();
-  draw(detections, classified);
-  list(detections, classified);
-  const found = classified.length && !detections.length
-    ? `${classified[0].name} ${classified[0].score.toFixed(3)}`
+  const threshold = Number($('threshold').value) || 0;
+  const { detections, classes } = draw(state.prediction, threshold);
+  list(detections, classes);
+  const heads = state.prediction.heads ? Object.values(state.prediction.heads) : [state.prediction];
+  const total = heads.reduce((n, p) => n + (p.detections?.length ?? 0), 0);
+  const found = classes.length && !detections.length
+    ? `${classes[0].name} ${classes[0].score.toFixed(3)}`
     : `${detections.length} detection${detections.length === 1 ? '' : 's'} ≥ ${$('threshold').value} (of ${total})`;
   say(`${describe()} · ${state.imageName} ${state.image.width}×${state.image.height} · ${found} · ${state.millis.toFixed(0)} ms`);
   canvas.dataset.drawn = String(detections.length);
 }
 
-/** The image, translucent masks, boxes and labels, at a scale that keeps text legible. */
-function draw(detections, classified = []) {
+/** The image at a scale that keeps text legible, and the prediction over it (none: the image alone). */
+function draw(prediction, threshold = 0) {
   const image = state.image;
   const k = Math.max(1, Math.min(8, 640 / Math.max(image.width, image.height)));
   canvas.width = Math.round(image.width * k);
@@ -134,59 +131,15 @@ function draw(detections, classified = []) {
   ctx.imageSmoothingEnabled = k < 2;
   ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
   stage.classList.remove('empty');
-  if (!detections) return;
-  const masked = detections.filter((d) => d.mask);
-  if (masked.length) { // one overlay of every mask, blended in order, drawn scaled without smoothing
-    const overlay = new ImageData(image.width, image.height);
-    const px = overlay.data;
-    for (const d of masked) {
-      const [r, g, b] = rgb(colorOf(d.label));
-      const m = d.mask;
-      for (let y = 0; y < m.height; y++) {
-        for (let x = 0; x < m.width; x++) {
-          if (!m.data[y * m.width + x]) continue;
-          const o = ((m.y0 + y) * image.width + m.x0 + x) * 4;
-          const fresh = px[o + 3] === 0;
-          px[o] = fresh ? r : (px[o] + r) >> 1;
-          px[o + 1] = fresh ? g : (px[o + 1] + g) >> 1;
-          px[o + 2] = fresh ? b : (px[o + 2] + b) >> 1;
-          px[o + 3] = MASK_ALPHA;
-        }
-      }
-    }
-    const layer = new OffscreenCanvas(image.width, image.height);
-    layer.getContext('2d').putImageData(overlay, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(layer, 0, 0, canvas.width, canvas.height);
-  }
-  ctx.lineWidth = 2;
-  ctx.font = '600 13px system-ui, sans-serif';
-  ctx.textBaseline = 'top';
-  for (const d of [...detections].reverse()) { // best last: on top
-    const [x1, y1, x2, y2] = d.box.map((v) => v * k);
-    const color = colorOf(d.label);
-    ctx.strokeStyle = color;
-    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const text = `${d.name} ${d.score.toFixed(2)}`;
-    const w = ctx.measureText(text).width + 8;
-    const ty = y1 >= 18 ? y1 - 18 : y1;
-    ctx.fillStyle = color;
-    ctx.fillRect(x1 - 1, ty, w, 18);
-    ctx.fillStyle = '#fff';
-    ctx.fillText(text, x1 + 3, ty + 2);
-  }
-  if (classified.length && !detections.length) {
-    const p = classified[0];
-    const text = `${p.name} ${p.score.toFixed(2)}`;
-    ctx.font = '600 16px system-ui, sans-serif';
-    ctx.fillStyle = 'rgba(20, 24, 32, 0.75)';
-    ctx.fillRect(8, 8, ctx.measureText(text).width + 14, 26);
-    ctx.fillStyle = '#fff';
-    ctx.fillText(text, 15, 13);
-  }
+  if (!prediction) return { detections: [], classes: [] };
+  return drawPrediction(ctx, prediction, { scale: k, threshold });
 }
 
-function list(detections, classified) {
+/** The list beside the picture: detections (per head), else each classifying head's top classes. */
+function list(shown, classes) {
+  const detections = shown.map((s) => ({ ...s.detection, name: s.head ? `${s.head}: ${s.detection.name}` : s.detection.name,
+    box: s.detection.box, mask: s.detection.mask }));
+  const classified = classes.map((c) => (state.prediction.heads ? state.prediction.heads[c.head] : state.prediction));
   const ol = $('results');
   ol.replaceChildren();
   const row = (color, name, score) => {

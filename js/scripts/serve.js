@@ -1,9 +1,16 @@
 #!/usr/bin/env node
 /**
- * A tiny static file server for the demo page (any static server does; this one needs
- * nothing installed): serves a folder on 127.0.0.1 and prints its URL.
+ * A tiny static file server for the demo page (nothing to install): serves a folder on
+ * 127.0.0.1 and prints its URL and the demo's.
  *
- *   node scripts/serve.js [--port 8000] [--isolate] [--exit-after SECONDS] [folder]   # default js/
+ *   node scripts/serve.js [--port 8000] [--isolate] [--exit-after SECONDS] [folder]
+ *   npx vision-tasks-demo                  # the same, from a project that installed the package
+ *
+ * The default folder is the checkout's js/, or for an installed package the project that
+ * installed it (the folder holding its node_modules/). A missing file under
+ * `.../node_modules/<package>/` is looked up in the node_modules folders above it, as Node
+ * resolves packages, so the demo's import map finds the project's onnxruntime-web wherever
+ * npm put it (never outside the served folder).
  *
  * `--isolate` sends the cross-origin isolation headers (COOP / COEP) that let onnxruntime-web
  * run WASM on several threads; without them it runs on one.
@@ -12,7 +19,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { dirname, extname, join, normalize, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TYPES = {
@@ -22,6 +29,25 @@ const TYPES = {
   '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.svg': 'image/svg+xml',
   '.map': 'application/json', '.ico': 'image/x-icon',
 };
+
+/** `<dir>/node_modules/<rest>` missing: the first `<ancestor>/node_modules/<rest>` inside `root`. */
+async function fromNodeModulesAbove(file, root) {
+  const at = file.lastIndexOf(`${sep}node_modules${sep}`);
+  const rest = file.slice(at + `${sep}node_modules${sep}`.length);
+  for (let dir = dirname(file.slice(0, at)); dir === root || dir.startsWith(root + sep); dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', rest);
+    if (await stat(candidate).then(() => true, () => false)) return candidate;
+    if (dir === root) break;
+  }
+  return file;
+}
+
+/** The folder to serve by default: the project above node_modules/ when installed, else js/. */
+function defaultFolder() {
+  const pkg = fileURLToPath(new URL('..', import.meta.url)).replace(/[\\/]$/, '');
+  const at = pkg.lastIndexOf(`${sep}node_modules${sep}`);
+  return at >= 0 ? pkg.slice(0, at) : pkg;
+}
 
 /**
  * Serves `folder` on 127.0.0.1:`port` (0: any free port).
@@ -37,7 +63,11 @@ export function serve(folder, { port = 8000, isolate = false } = {}) {
       const path = decodeURIComponent(new URL(req.url, 'http://localhost').pathname);
       let file = normalize(join(root, path));
       if (file !== root && !file.startsWith(root + sep)) throw Object.assign(new Error('outside'), { status: 403 });
-      let info = await stat(file);
+      let info = await stat(file).catch((err) => (file.includes(`${sep}node_modules${sep}`) ? null : Promise.reject(err)));
+      if (!info) {
+        file = await fromNodeModulesAbove(file, root);
+        info = await stat(file);
+      }
       if (info.isDirectory()) {
         if (!path.endsWith('/')) {
           res.writeHead(301, { ...headers, Location: `${path}/` });
@@ -70,8 +100,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const exitAt = args.indexOf('--exit-after');
   const lifetime = exitAt >= 0 ? Number(args.splice(exitAt, 2)[1]) : 0;
   const isolate = args.includes('--isolate');
-  const folder = args.filter((a) => !a.startsWith('--'))[0] ?? fileURLToPath(new URL('..', import.meta.url));
+  const folder = resolve(args.filter((a) => !a.startsWith('--'))[0] ?? defaultFolder());
   const { url } = await serve(folder, { port, isolate });
-  console.log(`serving ${resolve(folder)} at ${url} (demo: ${url}demo/)`);
+  const demo = relative(folder, fileURLToPath(new URL('../demo/', import.meta.url))).split(sep).join('/');
+  console.log(`serving ${folder} at ${url} (demo: ${url}${demo.startsWith('..') ? 'demo' : demo}/)`);
   if (lifetime > 0) setTimeout(() => process.exit(0), lifetime * 1000).unref?.();
 }

@@ -10,11 +10,11 @@ import { decodeBatch } from './decode.js';
 import { toPixels } from './images.js';
 import { letterbox } from './letterbox.js';
 import { ProtobufError, readOnnxHeader } from './onnx-proto.js';
+import { IN_NODE, platform } from './platform.js';
+import { isByteSource, readBytes } from './sources.js';
 
 /** Images per inference call, as in the Python runtime. */
 export const DEFAULT_BATCH_SIZE = 32;
-
-const IN_NODE = typeof process !== 'undefined' && Boolean(process.versions?.node);
 
 /**
  * Backends, the onnxruntime package each needs, and its execution providers. WebGPU has no
@@ -32,8 +32,9 @@ export const BACKENDS = {
  * @property {'node' | 'wasm' | 'webgpu'} [backend]  default: `node` in Node (or for an
  *   `ort` that is onnxruntime-node), `wasm` elsewhere
  * @property {any} [ort]  the onnxruntime module to use (`import * as ort from ...`); by
- *   default `onnxruntime-node` or `onnxruntime-web` is imported by name, from where this
- *   package lies (in a page without a bundler, map that name in an import map, or pass `ort`)
+ *   default the peer dependency your project installs: `onnxruntime-node` (backend `node`)
+ *   or `onnxruntime-web` (`wasm`, `webgpu`), imported by name (a bundler bundles it; a page
+ *   without one maps that name in its import map)
  * @property {string} [task]  when given, the model must be of this task
  * @property {number} [scoreThreshold=0.25]  detections (detect, segment) scoring below this
  *   are left out; 0 keeps all the graph returns
@@ -43,36 +44,54 @@ export const BACKENDS = {
  * @property {object} [sessionOptions]  more onnxruntime `InferenceSession` options
  */
 
-async function readBytes(source) {
-  if (source instanceof Uint8Array) return { bytes: source, name: '<bytes>' };
-  if (source instanceof ArrayBuffer) return { bytes: new Uint8Array(source), name: '<bytes>' };
-  if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    return { bytes: new Uint8Array(await source.arrayBuffer()), name: source.name ?? '<Blob>' };
+const EXPORT_HINT = 'export one with `vision-tasks export RUN/weights/best.pt --out model.onnx`';
+
+/** The bytes of a model source, with errors that name it. */
+async function modelBytes(source) {
+  if (source !== null && typeof source?.then === 'function') source = await source;
+  if (!isByteSource(source)) {
+    throw new TypeError(`VisionModel.load takes a URL or path, bytes (Uint8Array, ArrayBuffer), a Blob or a Response, ` +
+      `got ${source === null ? 'null' : source?.constructor?.name ?? typeof source}`);
   }
-  const name = String(source);
-  if (typeof source !== 'string' && !(source instanceof URL)) {
-    throw new TypeError(`VisionModel.load takes a URL, a path (Node), bytes or a Blob, got ${typeof source}`);
+  return readBytes(source, (message) => new ModelFileError(`${message.replace(/; check the path$/, '')}; ${EXPORT_HINT}`));
+}
+
+/**
+ * Checks the options of `load` (and `predict`'s `scoreThreshold`): one-line errors naming the
+ * option, the value and what it takes.
+ * @param {Record<string, any>} options
+ */
+export function checkOptions(options) {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
   }
-  // In Node, a path or a file: URL is read from disk; anything else (http:, https:, data:, a
-  // relative URL in a page) is fetched.
-  const scheme = source instanceof URL ? source.protocol : /^([a-z][a-z0-9+.-]+:)\/\//i.exec(source)?.[1];
-  if (IN_NODE && (!scheme || scheme === 'file:')) {
-    const { readFile } = await import('node:fs/promises');
-    try {
-      return { bytes: new Uint8Array(await readFile(scheme ? new URL(source) : source)), name };
-    } catch (err) {
-      throw new ModelFileError(`${name}: cannot read the model file (${err.code ?? err.message}); ` +
-        'export one with `vision-tasks export RUN/weights/best.pt --out model.onnx`');
+  const number = (key, ok, what) => {
+    const value = options[key];
+    if (value === undefined) return;
+    if (typeof value !== 'number') {
+      throw new TypeError(`${key} must be a number (${what}), got ${JSON.stringify(value)} (${typeof value})`);
     }
+    if (!ok(value)) throw new RangeError(`${key} must be ${what}, got ${value}`);
+  };
+  number('scoreThreshold', (v) => v >= 0 && v <= 1, 'in [0, 1]');
+  number('batchSize', (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+  number('threads', (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+  if (options.backend !== undefined && !Object.hasOwn(BACKENDS, options.backend)) {
+    throw new RangeError(`backend must be one of ${Object.keys(BACKENDS).join(', ')}, got ${JSON.stringify(options.backend)}`);
   }
-  let response;
+  if (options.task !== undefined && typeof options.task !== 'string') {
+    throw new TypeError(`task must be a task name (classify, localize, detect, segment, multi), got ${JSON.stringify(options.task)}`);
+  }
+}
+
+/** The onnxruntime module of `backend`: the peer dependency, imported by name. */
+async function importOrt(backend, module) {
   try {
-    response = await fetch(source);
+    return await platform.importOrt(backend);
   } catch (err) {
-    throw new ModelFileError(`${name}: cannot fetch the model (${err.message})`);
+    throw new Error(`the ${backend} backend needs ${module} (npm install ${module}), or pass {ort} ` +
+      `(${String(err.message).split('\n')[0]})`);
   }
-  if (!response.ok) throw new ModelFileError(`${name}: cannot fetch the model (HTTP ${response.status})`);
-  return { bytes: new Uint8Array(await response.arrayBuffer()), name };
 }
 
 /** Runs `session` once on one blank input image. */
@@ -87,22 +106,24 @@ export class VisionModel {
    * Loads a model: reads its contract metadata from the ONNX bytes, checks it and the graph's
    * input and outputs, and starts an onnxruntime session on `backend`.
    *
-   * @param {string | URL | Uint8Array | ArrayBuffer | Blob} source  a URL (fetched), a file
-   *   path or `file:` URL (Node), or the file's bytes
+   * @param {import('./sources.js').ByteSource | Promise<import('./sources.js').ByteSource>} source
+   *   a URL (fetched), a file path or `file:` URL (Node), the file's bytes, a `Blob` / `File`,
+   *   a `Response`, or a promise of one
    * @param {LoadOptions} [options]
    * @returns {Promise<VisionModel>}
    * @throws {ModelFileError} missing or unreadable file, not a vision-tasks model, a newer
    *   contract, a task this client does not decode, or not the `task` asked for
+   * @throws {TypeError | RangeError} a source or an option of the wrong kind or out of range
    */
   static async load(source, options = {}) {
-    const { bytes, name } = await readBytes(source);
+    checkOptions(options);
+    const { bytes, name } = await modelBytes(source);
     let header;
     try {
       header = readOnnxHeader(bytes);
     } catch (err) {
       if (!(err instanceof ProtobufError)) throw err;
-      throw new ModelFileError(`${name}: not an ONNX model (${err.message}); ` +
-        'export one with `vision-tasks export RUN/weights/best.pt --out model.onnx`');
+      throw new ModelFileError(`${name}: not an ONNX model (${err.message}); ${EXPORT_HINT}`);
     }
     const meta = parseMetadata(header.metadata, name);
     checkGraph(meta, header, name);
@@ -114,8 +135,7 @@ export class VisionModel {
     const given = options.ort?.env?.versions;
     const backend = options.backend ?? (given ? (given.node ? 'node' : 'wasm') : IN_NODE ? 'node' : 'wasm');
     const spec = BACKENDS[backend];
-    if (!spec) throw new TypeError(`unknown backend '${backend}'; use ${Object.keys(BACKENDS).join(', ')}`);
-    const ort = options.ort ?? await import(spec.module);
+    const ort = options.ort ?? await importOrt(backend, spec.module);
     /** @type {Record<string, any>} */
     const sessionOptions = { executionProviders: spec.providers, graphOptimizationLevel: 'all', ...options.sessionOptions };
     if (backend === 'node') {
@@ -155,20 +175,19 @@ export class VisionModel {
     this.ort = ort;
     /** The checked contract metadata (task, class names, input size, thresholds...). */
     this.metadata = meta;
+    /**
+     * Each head's metadata and graph output names (`''` for a single-task model).
+     * @type {Map<string, {meta: import('./contract.js').HeadMetadata, names: Record<string, string>}>}
+     */
     this.layout = headLayout(meta, options.source);
     /** The backend really in use (`webgpu` falls back to `wasm` where it cannot run the model). */
     this.backend = options.backend;
     /** Why the backend asked for is not the one in use ('' when it is). */
     this.backendNote = options.backendNote ?? '';
     this.source = options.source;
+    checkOptions(options);
     this.scoreThreshold = options.scoreThreshold ?? DEFAULT_SCORE_THRESHOLD;
-    if (!(this.scoreThreshold >= 0 && this.scoreThreshold <= 1)) {
-      throw new RangeError(`scoreThreshold must be in [0, 1], got ${this.scoreThreshold}`);
-    }
     this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-    if (!(Number.isInteger(this.batchSize) && this.batchSize >= 1)) {
-      throw new RangeError(`batchSize must be a positive integer, got ${this.batchSize}`);
-    }
     /** Graph outputs the decoders read. */
     this.outputNames = [...this.layout.values()].flatMap((h) => Object.values(h.names));
   }
@@ -232,6 +251,7 @@ export class VisionModel {
    *   one prediction for one image, an array for an array
    */
   async predict(images, options = {}) {
+    checkOptions({ scoreThreshold: options?.scoreThreshold });
     const list = Array.isArray(images) ? images : [images];
     const minScore = options.scoreThreshold ?? this.scoreThreshold;
     const [h, w] = this.inputSize;

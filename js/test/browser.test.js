@@ -3,62 +3,21 @@
 // (WASM), and draws as many detections as the Python runtime finds. Saves a screenshot.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { JS_ROOT, noChromium, withBrowser } from './chromium.js';
 import { fixture, readJson } from './helpers.js';
 
-const CHROMIUM = process.env.VT_CHROMIUM ?? '/usr/bin/chromium';
-const JS_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SCREENSHOT = process.env.VT_JS_SCREENSHOT ?? join(JS_ROOT, 'test', 'output', 'demo-segment.png');
 const MODEL = process.env.VT_JS_DEMO_MODEL ?? fixture('segment.onnx');
-const SERVER_LIFETIME_S = 120; // the server exits by itself after this, whatever happens here
-// Without these, chromium tries the network (updates, sync, ...) and stalls on a closed one.
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
-/** Starts scripts/serve.js on a free port; resolves to {url, child}. */
-function startServer() {
-  const child = spawn(process.execPath, [join(JS_ROOT, 'scripts', 'serve.js'), '--port', '0',
-    '--exit-after', String(SERVER_LIFETIME_S), JS_ROOT], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the static server did not start in 10 s')), 10_000);
-    child.once('error', reject);
-    child.stdout.on('data', (chunk) => {
-      const url = /at (http:\/\/\S+\/)/.exec(String(chunk))?.[1];
-      if (url) {
-        clearTimeout(timer);
-        resolve({ url, child });
-      }
-    });
-  });
-}
-
-/** Runs `body(page)` on the demo page served by scripts/serve.js in a fresh chromium. */
-async function withDemoPage(extraFlags, body) {
-  const { chromium } = await import('playwright-core');
-  const { url, child } = await startServer();
-  const profile = mkdtempSync(join(tmpdir(), 'vt-chromium-'));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...extraFlags],
-      viewport: { width: 1180, height: 840 }, timeout: 60_000,
-    });
-    const page = context.pages()[0] ?? await context.newPage();
-    const errors = [];
-    page.on('pageerror', (err) => errors.push(err.message));
-    page.on('console', (msg) => { if (msg.type() === 'error' && !/\[W:onnxruntime/.test(msg.text())) errors.push(msg.text()); });
+/** Runs `body(page, errors)` on the demo page of the checkout. */
+function withDemoPage(extraFlags, body) {
+  return withBrowser(extraFlags, async (page, errors, url) => {
     await page.goto(`${url}demo/`);
     await body(page, errors);
-  } finally {
-    await context?.close();
-    child.kill();
-    rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Loads `image` and `model` through the page's file inputs; resolves once drawn. */
@@ -80,7 +39,7 @@ async function runDemo(page, image, model, backend = 'wasm') {
   }));
 }
 
-const skip = !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM} (apt-get install chromium)`;
+const skip = noChromium;
 
 test('the demo page draws the Python runtime\'s detections of the segment model', { timeout: 180_000, skip }, async (t) => {
   const expected = readJson('expected', 'segment.json');

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ModelFileError, readOnnxHeader, VisionModel } from '../src/index.js';
+import { ModelFileError, readOnnxHeader, VisionModel } from '../src/node.js';
 import { fixture } from './helpers.js';
 
 // A protobuf writer just big enough to make ONNX files for the tests.
@@ -58,7 +58,7 @@ test('a file that is no ONNX model, or no vision-tasks model, says so', async ()
   await loadError(new Uint8Array([0x0a, 0xff, 0x01]), /<bytes>: not an ONNX model/);
   await loadError(new TextEncoder().encode('hello world'), /not an ONNX model/);
   await loadError(onnx({ foo: 1 }), /not a vision-tasks model/);
-  await loadError('/no/such/model.onnx', /\/no\/such\/model.onnx: cannot read the model file \(ENOENT\)/);
+  await loadError('/no/such/model.onnx', /\/no\/such\/model.onnx: cannot read the file \(ENOENT\); export one/);
 });
 
 test('a newer contract, a missing key or a bad value is one clear error', async () => {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { letterbox, Letterbox, roundDecimals, roundHalfEven } from '../src/index.js';
+import { letterbox, Letterbox, roundDecimals, roundHalfEven } from '../src/node.js';
 import { fixture, readJson } from './helpers.js';
 
 test('letterbox gives the Python runtime bytes on random images of any size, up and down', () => {

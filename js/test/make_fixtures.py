@@ -14,6 +14,10 @@ OUT receives
   the inputs, so the letterbox scales down and up with odd paddings);
 - ``expected/<task>.json``: the Python ``Predictor``'s ``to_dict()`` of every image, at the
   default score threshold, at 0.05 and at 0;
+- ``images/icc.jpg``, ``expected/icc.json``, ``expected/icc.rgb``: a photo carrying a colour
+  profile far from sRGB (``tests/icc_photo.py``), every model's results on it, and the pixels
+  ``vision_tasks.imaging.load_image`` decodes from it (converted to sRGB);
+- ``contract.json``: the Python package's contract and package versions;
 - ``letterbox/``: random images and ``vision_tasks.imaging.letterbox`` of them;
 - ``masks.json``: random mask probabilities and ``vision_tasks.masks.resample_mask`` of them.
 """
@@ -33,6 +37,9 @@ import numpy as np
 from PIL import Image
 
 CLI = [str(Path(sys.executable).with_name("vision-tasks"))]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from icc_photo import write_icc_photo  # noqa: E402  (the ICC test photo, shared with tests/test_icc.py)
+
 TINY = ["data.workers=0", "train.batch_size=8", "train.warmup_epochs=0"]
 SMALL_CNN = ["model.backbone.name=simple_cnn", "model.backbone.width=4", "model.backbone.depths=[1, 1, 1]"]
 STRIDED = "model.backbone.stages=" + json.dumps([[{"type": "conv", "filters": 8, "f": 3, "s": 2, "p": 1}]] * 5)
@@ -148,6 +155,27 @@ def write_expected(models: dict[str, Path], images: list[Path], out: Path) -> No
             "images": [p.name for p in images], "results": results}))
 
 
+def write_icc_expected(models: dict[str, Path], scenes: Path, out: Path) -> None:
+    """The ICC photo (a training scene stretched to 120 x 90, saved as a JPEG with the
+    swapped-primaries profile), its decoded pixels and every model's results on it."""
+    from vision_tasks.export.runtime import Predictor
+
+    from vision_tasks import __version__
+    from vision_tasks.contract import CONTRACT_VERSION
+    from vision_tasks.imaging import load_image
+
+    source = sorted((scenes / "train" / "images").iterdir())[1]
+    pixels = np.asarray(Image.open(source).convert("RGB").resize((120, 90), Image.BILINEAR))
+    photo = write_icc_photo(out / "images" / "icc.jpg", pixels)
+    load_image(photo).tofile(out / "expected" / "icc.rgb")
+    results = {task: {str(t): Predictor(model, device="cpu", score_threshold=t, threads=1).predict([photo])[0].to_dict()
+                      for t in (0.25, 0.0)} for task, model in models.items()}
+    (out / "expected" / "icc.json").write_text(json.dumps({"image": photo.name, "width": 120, "height": 90,
+                                                           "results": results}))
+    (out / "contract.json").write_text(json.dumps({"contract_version": CONTRACT_VERSION,
+                                                   "package_version": __version__}))
+
+
 def write_letterbox_cases(out: Path, count: int = 60) -> None:
     """Random RGB images of any size and their letterboxed inputs (scaled up and down)."""
     from vision_tasks.imaging import letterbox
@@ -211,6 +239,7 @@ def main() -> None:
         models["multi"] = pool.submit(make_multi, work, out, scenes.result())
         models = {task: future.result() for task, future in models.items()}
     write_expected(models, images, out)
+    write_icc_expected(models, scenes.result(), out)
     write_letterbox_cases(out)
     write_mask_cases(out)
     print(f"fixtures in {out} ({time.perf_counter() - start:.0f} s)")

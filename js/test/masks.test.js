@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compressCounts, decodeRle, Letterbox, Mask, resampleMask } from '../src/index.js';
+import { compressCounts, decodeRle, Letterbox, Mask, resampleMask } from '../src/node.js';
 import { readJson } from './helpers.js';
 
 const letterboxOf = (d) => new Letterbox(d.scale, d.pad_x, d.pad_y, d.width, d.height, d.size);

@@ -1,0 +1,4 @@
+import * as vt from 'vision-tasks';
+import { runChecks } from '../page.js';
+
+runChecks(vt);
