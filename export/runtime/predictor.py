@@ -13,7 +13,6 @@ Python application can embed it::
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from vision_tasks.contract import (
     INPUT_NAME,
     ModelFileError,
     ModelMetadata,
-    head_output,
 )
 from vision_tasks.errors import ConfigError
 from vision_tasks.imaging import ImageError, ImageSource, Letterbox, load_letterboxed
@@ -34,6 +32,8 @@ from vision_tasks.results import Prediction
 from vision_tasks.task_spec import TaskSpec, get_spec, task_names
 
 from .decode import Outputs, decode_batch
+from .fast_path import DEFAULT_OPTIONS, RuntimeOptions
+from .lanes import LaneSessions, SessionRunner
 from .pipeline import predict_stream
 from .providers import CPU, create_session, load_for_inspection
 from .sources import source_name
@@ -55,11 +55,8 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
         raise ModelFileError(f"{source}: graph input is {got}; the contract expects "
                              f"'{INPUT_NAME}' tensor(uint8) [N, {h}, {w}, 3]; re-export the model")
     names = tuple(o.name for o in session.get_outputs())
-    if meta.is_multi_head:
-        expected = tuple(head_output(name, out) for name, spec in specs_of(meta, source).items()
-                         for out in spec.output_names)
-    else:
-        expected = spec_of(meta, source).output_names
+    expected = tuple(meta.output_name(name, out) for name, spec in specs_of(meta, source).items()
+                     for out in spec.output_names)
     if set(names) != set(expected):
         raise ModelFileError(f"{source}: outputs {list(names)} do not match the {meta.task} "
                              f"contract {list(expected)}; re-export the model")
@@ -67,13 +64,14 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
 
 
 def specs_of(meta: ModelMetadata, source: str) -> dict[str, TaskSpec]:
-    """Each head's installed task spec (a multi-head file); checked against the head's
-    recorded outputs."""
-    specs = {name: spec_of(head, source) for name, head in meta.heads.items()}
+    """Each head's installed task spec (a single-task file: its one head, named after its
+    task); checked against the head's recorded outputs."""
+    heads = meta.head_views()
+    specs = {name: spec_of(head, source) for name, head in heads.items()}
     for name, spec in specs.items():
-        if set(spec.output_names) != set(meta.heads[name].outputs):
+        if set(spec.output_names) != set(heads[name].outputs):
             raise ModelFileError(f"{source}: head '{name}' records the outputs "
-                                 f"{list(meta.heads[name].outputs)}, the {spec.name} task has "
+                                 f"{list(heads[name].outputs)}, the {spec.name} task has "
                                  f"{list(spec.output_names)}; re-export the model")
     return specs
 
@@ -118,6 +116,9 @@ class Predictor:
             session, so that one batch's results are read while the next runs. :meth:`run`
             (and so :meth:`predict` of up to one batch) always uses the session of all
             ``threads``.
+        options: the fast-path switches (I/O binding, pinned input, a session per lane,
+            TensorRT and its engine cache; :class:`~vision_tasks.export.runtime.fast_path.
+            RuntimeOptions`); default: each at its default.
 
     Attributes:
         metadata: the model's :class:`ModelMetadata` (task, classes, input size...).
@@ -139,8 +140,9 @@ class Predictor:
                  threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  reduced_decode: bool = False,
                  score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 lanes: int | None = None) -> None:
+                 lanes: int | None = None, options: RuntimeOptions | None = None) -> None:
         self.path = Path(path)
+        self.options = options or DEFAULT_OPTIONS
         if not 0.0 <= score_threshold <= 1.0:
             raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
         self.score_threshold = float(score_threshold)
@@ -157,15 +159,16 @@ class Predictor:
         probe = load_for_inspection(str(self.path))
         self.metadata = read_metadata(probe, str(self.path))
         # The task's spec; a multi-head model has one per head instead (spec None).
-        self.head_specs = (specs_of(self.metadata, str(self.path))
-                           if self.metadata.is_multi_head else {})
-        self.spec = None if self.head_specs else spec_of(self.metadata, str(self.path))
+        specs = specs_of(self.metadata, str(self.path))
+        self.head_specs = specs if self.metadata.is_multi_head else {}
+        self.spec = None if self.head_specs else next(iter(specs.values()))
         del probe
         if task is not None and task != self.metadata.task:
             raise ModelFileError(f"{self.path}: a {self.metadata.task} model, but a {task} model "
                                  f"is needed here; pass a model exported from a {task} run")
         h, w = self.metadata.input_size
-        self.session, info = create_session(str(self.path), device, threads, (h, w, 3), batch_size)
+        self.session, info = create_session(str(self.path), device, threads, (h, w, 3), batch_size,
+                                            self.options)
         self.provider, self.threads, self.provider_note = info.provider, info.threads, info.note
         self.output_names = [o.name for o in self.session.get_outputs()]
         if lanes is not None and self.provider == CPU and lanes > self.threads:
@@ -173,8 +176,11 @@ class Predictor:
                              f"on threads // lanes of them), got threads={self.threads}; "
                              "pass fewer lanes (--lanes) or more threads (--threads)")
         self.lanes = lanes or min(MAX_DEFAULT_LANES, self.threads)
-        self._lane_session: ort.InferenceSession | None = None
-        self._lane_lock = threading.Lock()
+        self._runner = SessionRunner(self.output_names, self.options.io_binding, self.options.pinned)
+        cpu = self.provider == CPU
+        self._lane_sessions = LaneSessions(lambda: create_session(
+            str(self.path), "cpu" if cpu else device, self.threads // self.lanes if cpu else threads,
+            (h, w, 3), batch_size, self.options)[0], self.options.shared_session)
 
     @property
     def task(self) -> str:
@@ -220,25 +226,19 @@ class Predictor:
         """:meth:`run` for one of :attr:`lanes` threads calling at once: on the CPU with
         ``lanes > 1``, a session of ``threads // lanes`` intra-op threads (shared by the lanes,
         built on first use; onnxruntime runs concurrent calls of one session safely), else
-        :meth:`run`'s session. The outputs are the same as :meth:`run`'s."""
-        if self.lanes == 1 or self.provider != CPU:
+        :meth:`run`'s session; with ``RuntimeOptions(shared_session=False)`` each lane thread
+        its own (:mod:`~vision_tasks.export.runtime.lanes`). The outputs are the same as
+        :meth:`run`'s."""
+        if self.lanes == 1 or (self.provider != CPU and self.options.shared_session):
             return self._run(self.session, images)
-        if self._lane_session is None:
-            with self._lane_lock:
-                if self._lane_session is None:
-                    h, w = self.input_size
-                    self._lane_session, _ = create_session(
-                        str(self.path), "cpu", self.threads // self.lanes, (h, w, 3),
-                        self.batch_size)
-        return self._run(self._lane_session, images)
+        return self._run(self._lane_sessions.get(), images)
 
     def _run(self, session: ort.InferenceSession, images: np.ndarray) -> Outputs:
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (*self.input_size, 3):
             raise ValueError(f"run expects uint8 [N, {self.input_size[0]}, {self.input_size[1]}, 3] "
                              f"letterboxed images, got {images.dtype} {images.shape}; use predict "
                              "for images of any size")
-        values = session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(images)})
-        return dict(zip(self.output_names, values, strict=True))
+        return self._runner.run(session, np.ascontiguousarray(images))
 
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
                sources: Sequence[str], score_threshold: float | None = None,

@@ -5,14 +5,21 @@ machine, GPU or not; asking for them without a GPU (or without the CUDA / Tensor
 libraries) makes onnxruntime print errors and fall back. So a GPU provider is only tried
 when the CUDA driver reports a device, each is tried on its own with logging muted, and
 the provider the session really runs on is what is reported.
+
+A TensorRT session hands the nodes TensorRT cannot take to CUDA (then the CPU): its
+provider list is TensorRT, CUDA, CPU. Its engines are cached beside the model
+(:func:`~vision_tasks.export.runtime.fast_path.engine_cache_dir`) unless
+``RuntimeOptions(trt_cache=False)``; ``RuntimeOptions(tensorrt=False)`` skips TensorRT.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +29,13 @@ import onnxruntime as ort
 from vision_tasks.contract import ModelFileError
 from vision_tasks.errors import DeviceError
 
+from .fast_path import DEFAULT_OPTIONS, RuntimeOptions, engine_cache_dir
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
+_CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,24 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
-def _gpu_candidates(available: list[str]) -> tuple[list[str], str]:
+def parse_device(device: str) -> tuple[str, int]:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> ``(kind, GPU index)``, e.g.
+    ``("cuda", 1)`` for ``cuda:1`` (index 0 for the others).
+
+    Raises:
+        DeviceError: any other text.
+    """
+    if device in DEVICES:
+        return device, 0
+    match = _CUDA_INDEX.fullmatch(device)
+    if match is None:
+        raise DeviceError(f"unknown device '{device}'; use one of {', '.join(DEVICES)} or cuda:N")
+    return "cuda", int(match.group(1))
+
+
+def _gpu_candidates(available: list[str], tensorrt: bool = True) -> tuple[list[str], str]:
     """The GPU providers worth trying here (best first), or none and the reason."""
-    wanted = [p for p in (TENSORRT, CUDA) if p in available]
+    wanted = [p for p in ((TENSORRT, CUDA) if tensorrt else (CUDA,)) if p in available]
     if not wanted:
         return [], "this onnxruntime build has no GPU provider (install onnxruntime-gpu)"
     if cuda_device_count() == 0:
@@ -89,19 +114,53 @@ def _gpu_candidates(available: list[str]) -> tuple[list[str], str]:
     return wanted, ""
 
 
-def _provider_options(provider: str, model: str | bytes, input_shape: tuple[int, int, int],
-                      max_batch: int) -> dict[str, str]:
-    if provider != TENSORRT:
-        return {}
-    # Engines take minutes to build for big models: cache them across processes. One
-    # optimisation profile covers batches 1..max_batch of this model's input size.
-    key = Path(model).stem if isinstance(model, str) else f"bytes-{len(model)}"
+def trt_cache_dir(model: str | bytes) -> Path:
+    """Where TensorRT engines of ``model`` are cached: beside a model file
+    (``<stem>.trt/``) when that folder can be written, else under the temporary folder
+    (by the file's path, or the bytes' hash)."""
+    if isinstance(model, str):
+        beside = engine_cache_dir(model)
+        with contextlib.suppress(OSError):
+            beside.mkdir(parents=True, exist_ok=True)
+            if os.access(beside, os.W_OK):
+                return beside
+        key = hashlib.sha256(str(Path(model).resolve()).encode()).hexdigest()[:16]
+    else:
+        key = "bytes-" + hashlib.sha256(model).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "vision-tasks-trt" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def provider_options(provider: str, model: str | bytes, input_shape: tuple[int, int, int],
+                     max_batch: int, device_id: int = 0,
+                     options: RuntimeOptions = DEFAULT_OPTIONS) -> dict[str, str]:
+    """onnxruntime's options of ``provider`` for ``model``: the GPU index; for TensorRT one
+    optimisation profile for batches ``1..max_batch`` of ``input_shape`` ``(H, W, 3)``, fp16
+    kernels when ``options.trt_fp16``, engine and timing caches when ``options.trt_cache``."""
+    if provider == CPU:
+        return {}
+    values = {"device_id": str(device_id)}
+    if provider != TENSORRT:
+        return values
     h, w, c = input_shape
-    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
-            "trt_profile_min_shapes": f"images:1x{h}x{w}x{c}",
-            "trt_profile_opt_shapes": f"images:{max_batch}x{h}x{w}x{c}",
-            "trt_profile_max_shapes": f"images:{max_batch}x{h}x{w}x{c}"}
+    values.update({"trt_profile_min_shapes": f"images:1x{h}x{w}x{c}",
+                   "trt_profile_opt_shapes": f"images:{max_batch}x{h}x{w}x{c}",
+                   "trt_profile_max_shapes": f"images:{max_batch}x{h}x{w}x{c}",
+                   "trt_fp16_enable": str(options.trt_fp16)})
+    if options.trt_cache:  # engines take minutes to build for big models: build once
+        cache = str(trt_cache_dir(model))
+        values.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
+                       "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache})
+    return values
+
+
+def provider_chain(provider: str, options: dict[str, str]) -> list[str | tuple[str, dict[str, str]]]:
+    """The providers a session of ``provider`` is given, best first: TensorRT hands the nodes
+    it cannot take to CUDA, and every GPU provider to the CPU last."""
+    if provider == TENSORRT:
+        return [(TENSORRT, options), (CUDA, {"device_id": options["device_id"]}), CPU]
+    return [(provider, options), CPU]
 
 
 def _try_session(model: str | bytes, provider: str, options: ort.SessionOptions,
@@ -112,7 +171,7 @@ def _try_session(model: str | bytes, provider: str, options: ort.SessionOptions,
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints its fallbacks
             session = ort.InferenceSession(model, sess_options=quiet,
-                                           providers=[(provider, provider_options), CPU])
+                                           providers=provider_chain(provider, provider_options))
     except Exception:  # the provider's libraries are missing or the GPU is unusable
         return None
     return session if session.get_providers()[0] == provider else None
@@ -135,35 +194,34 @@ def _load_error(name: str, err: Exception) -> ModelFileError:
 
 
 def create_session(model: str | bytes, device: str = "auto", threads: int | None = None,
-                   input_shape: tuple[int, int, int] = (0, 0, 3),
-                   max_batch: int = 32) -> tuple[ort.InferenceSession, SessionInfo]:
+                   input_shape: tuple[int, int, int] = (0, 0, 3), max_batch: int = 32,
+                   options: RuntimeOptions = DEFAULT_OPTIONS
+                   ) -> tuple[ort.InferenceSession, SessionInfo]:
     """An inference session for ``model`` (a path or serialized bytes) on ``device``.
 
     ``device``: ``"auto"`` (TensorRT > CUDA > CPU, the first that works), ``"cpu"``, or
-    ``"cuda"`` (TensorRT > CUDA; an error when neither works). ``input_shape`` is
-    ``(H, W, 3)``, used for TensorRT's optimisation profile of batches ``1..max_batch``.
+    ``"cuda"`` / ``"cuda:N"`` (TensorRT > CUDA on GPU N; an error when neither works).
+    ``input_shape`` is ``(H, W, 3)``, used for TensorRT's optimisation profile of batches
+    ``1..max_batch``. ``options``: the TensorRT switches of :class:`RuntimeOptions`.
     """
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise DeviceError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+    kind, index = parse_device(device)
     name = model if isinstance(model, str) else "<bytes>"
-    options = session_options(threads)
+    session_opts = session_options(threads)
     note = "cpu asked for"
-    if device != "cpu":
-        candidates, note = _gpu_candidates(ort.get_available_providers())
+    if kind != "cpu":
+        candidates, note = _gpu_candidates(ort.get_available_providers(), options.tensorrt)
         for provider in candidates:
-            provider_options = _provider_options(provider, model, input_shape, max_batch)
-            if device.startswith("cuda:") and provider == CUDA:
-                provider_options["device_id"] = device.split(":", 1)[1]
-            session = _try_session(model, provider, options, provider_options)
+            chosen = provider_options(provider, model, input_shape, max_batch, index, options)
+            session = _try_session(model, provider, session_opts, chosen)
             if session is not None:
-                return session, SessionInfo(provider, options.intra_op_num_threads, "")
+                return session, SessionInfo(provider, session_opts.intra_op_num_threads, "")
         if candidates:
             note = f"{' and '.join(candidates)} could not start (libraries or GPU unusable)"
-        if device.startswith("cuda"):
+        if kind == "cuda":
             raise DeviceError(f"{name}: device '{device}' asked for, but {note}; "
                               "use --device cpu or auto")
     try:
-        session = ort.InferenceSession(model, sess_options=options, providers=[CPU])
+        session = ort.InferenceSession(model, sess_options=session_opts, providers=[CPU])
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
         raise _load_error(name, err) from None
-    return session, SessionInfo(CPU, options.intra_op_num_threads, note)
+    return session, SessionInfo(CPU, session_opts.intra_op_num_threads, note)
