@@ -127,7 +127,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_predict(verbs: Any) -> None:
     p = verbs.add_parser("predict", help="run an exported model on images (no torch needed)")
     p.add_argument("model", help="model.onnx from `vision-tasks export`")
-    p.add_argument("source", help="an image, a folder (recursive), a quoted glob, or a .txt list")
+    p.add_argument("source", help="an image, a folder (recursive), a quoted glob, or a .txt list; "
+                                  "a video, a folder of videos, a stream URL (rtsp://...) or "
+                                  "camera:N")
     p.add_argument("--out", required=True, help="folder for predictions.jsonl, errors.jsonl, images/")
     p.add_argument("--batch-size", type=_positive, default=32)
     _device(p, "auto")
@@ -147,6 +149,16 @@ def add_predict(verbs: Any) -> None:
     group.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine(p)
+    video = p.add_argument_group("videos and streams")
+    video.add_argument("--vid-stride", type=_positive, default=1, metavar="N",
+                       help="predict every N-th frame (default 1)")
+    video.add_argument("--save-video", action="store_true",
+                       help="draw the results into OUT/videos/<name>.mp4 at the source's rate")
+    video.add_argument("--track", action="store_true",
+                       help="detect/segment: follow objects across frames (ByteTrack): track_id "
+                            "in the lines and drawings, OUT/mot/<name>.txt")
+    video.add_argument("--reconnects", type=int, default=3, metavar="N",
+                       help="times a dropped stream or camera is reopened (default 3)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -156,8 +168,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .runtime import Predictor
     from .runtime.batch import run_predict
     from .runtime.sources import find_sources
+    from .runtime.video_cli import check_image_flags, find_videos, predict_videos
 
     ray = _ray_options(args)  # on Ray, this process's model only checks and names the run
+    videos = find_videos(args.source)
+    if videos is not None:
+        return predict_videos(args, videos, ray)
+    check_image_flags(args)
     found = find_sources(args.source)
     sources = found.files
     for note in found.skipped:

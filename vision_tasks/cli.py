@@ -52,14 +52,31 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from vision_tasks.task_api import get_task
 
+    if args.task == "track":  # videos with ground-truth ids, not a task's layout
+        return _synth_track(args)
     task = get_task(args.task)
     size = args.size if args.size is not None else task.synth_size
     style = {} if args.style == "default" else {"style": args.style}  # plug-ins may lack it
-    summary = task.synthesize(Path(args.out), args.train, args.val, size, args.seed, **style)
+    summary = task.synthesize(Path(args.out), 1000 if args.train is None else args.train,
+                              200 if args.val is None else args.val, size, args.seed, **style)
     splits = ", ".join(f"{name} {info['images']}" for name, info in summary["splits"].items())
     print(f"wrote synthetic {args.task} set ({summary['layout']}, {args.style} style, {size} px, "
           f"seed {args.seed}): "
           f"{splits} images in {args.out}")
+    return 0
+
+
+def _synth_track(args: argparse.Namespace) -> int:
+    from vision_tasks.data.synth_track import DEFAULT_SIZE, write_track
+
+    summary = write_track(Path(args.out), 8 if args.train is None else args.train,
+                          4 if args.val is None else args.val, args.size or DEFAULT_SIZE,
+                          args.seed, args.frames)
+    splits = ", ".join(f"{name} {info['sequences']} ({info['boxes']} boxes)"
+                       for name, info in summary["splits"].items())
+    print(f"wrote synthetic tracking videos ({summary['frames']} frames, {summary['size']} px, "
+          f"seed {args.seed}): {splits} in {args.out} (videos/, mot/, and the frames as COCO "
+          "train/ and val/)")
     return 0
 
 
@@ -198,10 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = verbs.add_parser("data", help="make or inspect data sets")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
     synth = data_verbs.add_parser("synth", help="write a deterministic synthetic shapes set")
-    synth.add_argument("task", help="task whose layout to write (classify, ...)")
+    synth.add_argument("task", help="task whose layout to write (classify, ...), or track: "
+                                    "videos with ground-truth ids (MOTChallenge)")
     synth.add_argument("out", help="output folder")
-    synth.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
-    synth.add_argument("--val", type=int, default=200, help="validation images (default 200)")
+    synth.add_argument("--train", type=int, default=None,
+                       help="training images (default 1000; track: videos, default 8)")
+    synth.add_argument("--val", type=int, default=None,
+                       help="validation images (default 200; track: videos, default 4)")
+    synth.add_argument("--frames", type=int, default=48, help="track: frames per video (default 48)")
     synth.add_argument("--size", type=int, default=None,
                        help="image side in pixels (default: the task's, 64; detect 128)")
     synth.add_argument("--seed", type=int, default=0)

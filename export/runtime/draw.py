@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -56,13 +57,15 @@ def _draw_mask(canvas: np.ndarray, mask: MaskCrop, colour: tuple[int, int, int],
     cv2.drawContours(canvas, contours, -1, colour, thickness, cv2.LINE_AA)
 
 
-def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
+def draw_prediction(image: np.ndarray, prediction: Prediction,
+                    track_ids: Sequence[int] | None = None) -> np.ndarray:
     """A copy of the uint8 RGB ``[H, W, 3]`` ``image`` with the prediction drawn on it:
     the top class and score (classify), boxes with labels (localize, detect), and for
     segment each mask tinted in its class colour with its outline, under the boxes and
     labels; a multi-head prediction draws every head's. A class has the same colour (:func:`class_colour`) in every task. Sizes of
     lines and text follow the image size; an image smaller than :data:`MIN_SIDE` is
-    enlarged by a whole factor first (nearest neighbour) so text fits."""
+    enlarged by a whole factor first (nearest neighbour) so text fits. ``track_ids`` (one per
+    detection, ``--track``): each box is labelled ``#id`` and coloured by its id instead."""
     zoom = max(1, -(-MIN_SIDE // min(image.shape[:2])))
     canvas = image.copy() if zoom == 1 else cv2.resize(
         image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
@@ -74,11 +77,13 @@ def draw_prediction(image: np.ndarray, prediction: Prediction) -> np.ndarray:
     for det in detections:  # every mask first, so that no mask covers another's label
         if det.crop is not None:
             _draw_mask(canvas, det.crop, class_colour(det.label), zoom, thickness)
-    for det in detections:
-        colour = class_colour(det.label)
+    ids: Sequence[int | None] = track_ids if track_ids is not None else [None] * len(detections)
+    for det, track_id in zip(detections, ids, strict=True):
+        colour = class_colour(det.label if track_id is None else track_id)
         x1, y1, x2, y2 = (round(v * zoom) for v in det.box)
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
-        _label(canvas, f"{det.name} {det.score:.2f}", x1, y1, colour, scale, 1)
+        text = f"{det.name} {det.score:.2f}" if track_id is None else f"#{track_id} {det.name}"
+        _label(canvas, text, x1, y1, colour, scale, 1)
     line = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1] * 2
     labelled = [part for part in parts if part.detections is None and part.scores is not None]
     for i, part in enumerate(labelled):  # class labels (classify heads) stacked at the top

@@ -29,7 +29,8 @@ def source_name(source: ImageSource) -> str:
         return "<array>"
     if isinstance(source, Image.Image):
         return getattr(source, "filename", "") or "<PIL image>"
-    return "<bytes>"
+    label = getattr(source, "source_label", None)  # a video frame (runtime.video.Frame)
+    return label if isinstance(label, str) else "<bytes>"
 
 
 def _has_image_suffix(path: str) -> bool:
