@@ -94,7 +94,9 @@ def add_export(verbs: Any) -> None:
     p.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--fp16", action="store_true",
-                   help="float16 weights and compute; input stays uint8, outputs float32")
+                   help="the network in float16 (weights and compute); input stays uint8, "
+                        "normalisation, scores, NMS / top-K and outputs stay float32 "
+                        "(vision_tasks.export.fp16)")
     p.add_argument("--int8", action="store_true",
                    help="quantize the network part to int8 (onnxruntime static QDQ, calibrated "
                         "on the model's own images); normalisation and post-processing stay float")
@@ -116,6 +118,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .onnx_export import DEFAULT_OPSET, export_checkpoint
     from .quantize import DEFAULT_CALIBRATION_IMAGES
 
+    if args.fp16 and not args.int8:  # --int8 --fp16: export_checkpoint names the conflict
+        from .fp16 import export_fp16
+
+        print(export_fp16(args.checkpoint, args.out, opset=args.opset, check=args.check).summary())
+        return 0
     result = export_checkpoint(args.checkpoint, args.out, opset=args.opset or DEFAULT_OPSET,
                                fp16=args.fp16, int8=args.int8, calibration=args.calibration,
                                calibration_count=args.calibration_images or DEFAULT_CALIBRATION_IMAGES,
