@@ -1,6 +1,6 @@
 """The ``vision-tasks`` command line: one entry point, one verb per job.
 
-Built-in verbs: ``data synth``, ``train``, ``val``, ``compose``, ``demo``, ``summary``, ``filters``. Packages add verbs
+Built-in verbs: ``data synth``, ``train``, ``val``, ``compose``, ``demo``, ``summary``, ``filters``, ``track-eval``. Packages add verbs
 through the ``vision_tasks.commands`` entry-point group (a function that receives
 the sub-parser collection), and model formats that ``val`` understands through
 ``vision_tasks.evaluators`` (file suffix -> function), so the core never imports
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--names", help="head names, comma-separated, one per checkpoint "
                                          "(default: each checkpoint's task)")
     compose.set_defaults(func=cmd_compose)
+    from vision_tasks.metrics.track_eval import add_track_eval  # numpy only
+
+    add_track_eval(verbs)
 
     for ep in entry_points(group="vision_tasks.commands"):
         ep.load()(verbs)
