@@ -1,0 +1,120 @@
+"""Accuracy section: ``vision-tasks val`` of each exported file (fp32, fp16) on each
+runtime against ``vision-tasks val`` of its checkpoint (PyTorch, same data).
+
+Runtimes: ``cuda`` (onnxruntime's CUDA provider alone: ``RuntimeOptions(tensorrt=False)``),
+``tensorrt`` (TensorRT, the nodes it cannot take left to CUDA; fp16 kernels for the fp16
+file) and, in the CPU modes, ``cpu``. Held to: the checkpoint's metric minus 0.5 point
+(fp32) or 1 point (fp16); a file may score higher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vision_tasks.export import onnx_eval
+from vision_tasks.export.runtime import Predictor
+from vision_tasks.export.runtime.fast_path import RuntimeOptions
+
+from vision_tasks.engine.validate import validate_model
+
+from .models import Made
+from .plan import NO_GPU, NO_TIME, Budget, Plan
+
+PRIMARY = {"classify": "top1", "localize": "corloc", "detect": "box_map", "segment": "mask_map"}
+TOLERANCE = {"fp32": 0.005, "fp16": 0.01}
+RUNTIMES = {
+    "cpu": ("cpu", RuntimeOptions()),
+    "cuda": ("cuda", RuntimeOptions(tensorrt=False)),
+    "tensorrt": ("cuda", RuntimeOptions(tensorrt=True)),
+}
+
+
+@contextlib.contextmanager
+def predictor_options(options: RuntimeOptions, seen: list[Predictor]) -> Iterator[None]:
+    """``vision-tasks val model.onnx`` (:func:`~vision_tasks.export.onnx_eval.evaluate_onnx`)
+    with ``options`` given to the Predictor it builds, which is appended to ``seen``."""
+    original = onnx_eval.Predictor
+
+    @functools.wraps(original)
+    def build(*args: Any, **kwargs: Any) -> Predictor:
+        predictor = original(*args, **{**kwargs, "options": options})
+        seen.append(predictor)
+        return predictor
+
+    onnx_eval.Predictor = build  # type: ignore[assignment, misc]
+    try:
+        yield
+    finally:
+        onnx_eval.Predictor = original  # type: ignore[misc]
+
+
+def _metric(metrics: dict[str, Any], task: str) -> float:
+    name = PRIMARY.get(task)
+    if name in metrics:
+        return float(metrics[name])
+    return float(next(v for v in metrics.values() if isinstance(v, float)))
+
+
+def val_file(path: Path, runtime: str, precision: str, task: str, scratch: Path
+             ) -> tuple[float, str]:
+    """The primary metric of ``path`` on ``runtime`` and the provider really used (with
+    the session's provider chain, e.g. ``TensorRT > CUDA > CPU``)."""
+    device, options = RUNTIMES[runtime]
+    if runtime == "tensorrt":
+        options = RuntimeOptions(trt_fp16=precision == "fp16")
+    seen: list[Predictor] = []
+    with predictor_options(options, seen):
+        metrics, _ = validate_model(path, [], scratch / f"val-{runtime}-{precision}",
+                                    device=device, progress=False,
+                                    evaluators={".onnx": _Entry(onnx_eval.evaluate_onnx)})
+    chain = " > ".join(p.removesuffix("ExecutionProvider") for p in seen[0].session.get_providers())
+    return _metric(metrics, task), chain
+
+
+class _Entry:
+    """An entry-point stand-in: ``load()`` gives the evaluator (as ``importlib.metadata``)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def load(self) -> Any:
+        return self.fn
+
+
+def accuracy_section(made: list[Made], plan: Plan, gpu: bool, budget: Budget) -> dict[str, Any]:
+    """Rows: task, file precision, runtime, metric, checkpoint metric, difference, ok."""
+    rows = []
+    runtimes = ("cuda", "tensorrt") if gpu else ("cpu", "cuda", "tensorrt")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-val-") as tmp:
+        scratch = Path(tmp)
+        for m in made:
+            device = "cuda" if gpu else "cpu"
+            reference, _ = validate_model(m.checkpoint, [], scratch / f"val-{m.task}-pt",
+                                          device=device, progress=False)
+            ref = _metric(reference, m.task)
+            for precision, path in (("fp32", m.fp32), ("fp16", m.fp16)):
+                for runtime in runtimes:
+                    row: dict[str, Any] = {"task": m.task, "precision": precision,
+                                           "runtime": runtime, "checkpoint": ref,
+                                           "metric": PRIMARY.get(m.task, "?")}
+                    if runtime != "cpu" and not gpu:
+                        row["status"] = NO_GPU
+                    elif budget.spent(reserve=0.35 * budget.total):
+                        row["status"] = NO_TIME
+                    else:
+                        try:
+                            value, chain = val_file(path, runtime, precision, m.task, scratch)
+                        except Exception as err:  # reported in the row, the others still run
+                            row["status"] = f"error: {' '.join(str(err).split())[:200]}"
+                        else:
+                            diff = value - ref
+                            row.update(value=value, diff=diff, providers=chain,
+                                       ok=diff >= -TOLERANCE[precision] - 1e-9,
+                                       status="measured")
+                    rows.append(row)
+    return {"rows": rows, "tolerance": TOLERANCE}
