@@ -146,9 +146,20 @@ def _check_extra() -> None:
                                "installed): pip install 'vision-tasks[serve]'")
 
 
+def _check_models(options: ServeOptions) -> None:
+    """Each file read as the runtime reads it, so a bad file is one line here rather than a
+    traceback from the server's startup."""
+    from ..runtime.predictor import read_metadata
+    from ..runtime.providers import load_for_inspection
+
+    for path in options.models.values():
+        read_metadata(load_for_inspection(path), path)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _check_extra()
     options = serve_options(args)
+    _check_models(options)
     _warn_if_open(options)
     if args.engine == "ray":
         from .ray_serve import RayServeOptions, run_ray
