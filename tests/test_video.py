@@ -260,3 +260,38 @@ def test_a_dropped_stream_reconnects_a_bounded_number_of_times():
     assert frames == list(range(6))  # 3 frames, a drop, 3 more, then it stays down
     assert len(notes) == 3 and "reconnecting (1/2)" in notes[0]
     assert "2 reconnects failed" in reader.error and "6 frames before are kept" in reader.error
+
+
+def test_a_run_killed_mid_video_resumes_with_each_frame_once(model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    video = write_video(tmp_path / "long.avi", 600)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "vision_tasks", "predict", str(model), str(video), "--out",
+               str(out), "--quiet", "--batch-size", "1", "--workers", "1", "--threads", "1",
+               "--track"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            path = out / "predictions.jsonl"
+            if path.is_file() and path.read_bytes().count(b"\n") >= 5:
+                break
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    subprocess.run([*command, "--resume"], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lines = _lines(out / "predictions.jsonl")
+    assert [line["frame"] for line in lines] == list(range(600))
+    mot = [tuple(map(int, row.split(",")[:2])) for row in
+           (out / "mot" / "long.txt").read_text().splitlines()]
+    assert len(mot) == len(set(mot))  # each (frame, track id) once
+    assert set(mot) == {(line["frame"] + 1, d["track_id"]) for line in lines
+                        for d in line["detections"]}
