@@ -19,7 +19,8 @@ Sections (details in each module of ``benchmarks/gpu_check/``):
 6. training: steps/s, peak memory and loss after N steps per task at 320 px, fp32 vs AMP
    bf16, channels_last off / on.
 
-The whole run keeps to a time budget (``--budget``; GPU default 450 s, so the command ends
+They run in the order models, 4, 3 on CUDA, 5, 3 on TensorRT, 6 (the headline first, the
+slow TensorRT engine builds and the training study last). The whole run keeps to a time budget (``--budget``; GPU default 450 s, so the command ends
 within 8 minutes on one H100 / H200): each section has a share and what does not fit is
 listed as "skipped: time budget spent". Without a GPU it runs the CPU mode (the same code at
 small sizes, under 2 minutes) and every GPU-only measurement says "skipped: no GPU".
@@ -47,8 +48,11 @@ from gpu_check.plan import NO_GPU, NO_TIME, PLANS, Budget, Plan  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parent
 COCO128 = Path("/work/shared/data/coco128/images")
-SHARES = {"models": 0.30, "accuracy": 0.50, "speed": 0.78, "pipeline": 0.88}
-"""The fraction of the budget by which each section must have started its last unit."""
+SHARES = {"models": 0.25, "speed": 0.62, "accuracy": 0.70, "pipeline": 0.78,
+          "tensorrt_accuracy": 0.88, "training": 0.95}
+"""Fractions of the budget by which each part must have started its last unit (a started
+unit finishes), in the order they run: the speed figures (the headline) first, the slow
+TensorRT engine builds of the accuracy check and the training study last."""
 
 
 def _load() -> str:
@@ -63,11 +67,18 @@ def run(plan: Plan, work: Path, gpu: bool, images: Path | None) -> dict[str, Any
     """Every section of ``plan``; a section's failure is recorded and the next one runs."""
     budget = Budget(plan.budget_s)
     device = "cuda" if gpu else "cpu"
+
+    def by(part: str) -> float:
+        return SHARES[part] * budget.total
+
+    def step(name: str) -> None:
+        print(f"gpu_check: {name} done at {budget.elapsed():.0f} s", file=sys.stderr)
+
     results: dict[str, Any] = {"environment": env.environment(), "plan": plan.to_dict(),
-                               "errors": []}
+                               "errors": [], "speed": [], "pipeline": {"status": NO_TIME}}
     made: list[models.Made] = []
-    for task in plan.tasks:  # 2. models for the accuracy section (and speed at that size)
-        if budget.elapsed() > SHARES["models"] * budget.total and made:
+    for task in plan.tasks:  # models for the accuracy section (and speed at that size)
+        if made and budget.elapsed() > by("models"):
             results["errors"].append(f"model {task}: {NO_TIME}")
             continue
         try:
@@ -77,32 +88,33 @@ def run(plan: Plan, work: Path, gpu: bool, images: Path | None) -> dict[str, Any
             traceback.print_exc()
     results["models"] = [{k: v for k, v in asdict(m).items() if not isinstance(v, Path)}
                          for m in made]
-    print(f"gpu_check: models made in {budget.elapsed():.0f} s", file=sys.stderr)
-    try:  # 3.
-        results["accuracy"] = accuracy.accuracy_section(made, plan, gpu, budget)
-    except Exception as err:
-        results["errors"].append(f"accuracy: {_error(err)}")
-        traceback.print_exc()
-    print(f"gpu_check: accuracy done at {budget.elapsed():.0f} s", file=sys.stderr)
-    results["speed"] = []  # 4.
+    step("models")
     for task in plan.speed_tasks:
         for size in plan.speed_sizes:
-            if budget.elapsed() > SHARES["speed"] * budget.total:
+            if budget.elapsed() > by("speed"):
                 results["speed"].append({"task": task, "size": size, "batch": "-",
                                          "runtime": "all", "status": NO_TIME})
                 continue
             try:
                 m = next((m for m in made if m.task == task and m.size == size), None) or \
                     models.make(task, size, work, plan, device, 8, 4, 1)
-                results["speed"] += speed.model_only(m, plan, gpu, budget,
-                                                     SHARES["speed"] * budget.total)
+                results["speed"] += speed.model_only(m, plan, gpu, budget, by("speed"))
             except Exception as err:
                 results["errors"].append(f"speed {task} {size}: {_error(err)}")
                 traceback.print_exc()
-    print(f"gpu_check: speed done at {budget.elapsed():.0f} s", file=sys.stderr)
-    results["pipeline"] = {"status": NO_TIME}  # 5.
-    detect = [m for m in made if m.task == "detect"]
-    if detect and budget.elapsed() < SHARES["pipeline"] * budget.total:
+    step("speed")
+    scratch = work / "val"
+    rows: list[dict[str, Any]] = []
+    try:
+        reference = accuracy.checkpoint_metrics(made, gpu, scratch)
+        first = ("cuda",) if gpu else ("cpu", "cuda")
+        rows = accuracy.accuracy_rows(made, first, reference, gpu, budget, by("accuracy"), scratch)
+    except Exception as err:
+        reference = {}
+        results["errors"].append(f"accuracy: {_error(err)}")
+        traceback.print_exc()
+    step("accuracy (checkpoints, CUDA)")
+    if any(m.task == "detect" for m in made) and budget.elapsed() < by("pipeline"):
         try:
             folder = str(images) if images else speed.synthetic_jpegs(work / "jpegs")
             big = max(plan.speed_sizes)
@@ -114,14 +126,21 @@ def run(plan: Plan, work: Path, gpu: bool, images: Path | None) -> dict[str, Any
         except Exception as err:
             results["pipeline"] = {"status": f"error: {_error(err)}"}
             traceback.print_exc()
-    print(f"gpu_check: pipeline done at {budget.elapsed():.0f} s", file=sys.stderr)
-    try:  # 6.
-        results["training"] = training.training_section(plan, work, torch.device(device), budget)
+    step("pipeline")
+    if reference:
+        rows += accuracy.accuracy_rows(made, ("tensorrt",), reference, gpu, budget,
+                                       by("tensorrt_accuracy"), scratch)
+    results["accuracy"] = {"rows": rows, "tolerance": accuracy.TOLERANCE}
+    step("accuracy (TensorRT)")
+    try:
+        results["training"] = training.training_section(plan, work, torch.device(device), budget,
+                                                        by("training"))
     except Exception as err:
         results["training"] = {"errors": {"all": _error(err)}}
         traceback.print_exc()
     if not gpu:
         results["training"]["gpu"] = NO_GPU
+    step("training")
     return results
 
 
@@ -140,15 +159,17 @@ def main(argv: list[str] | None = None) -> int:
                              "when absent)")
     parser.add_argument("--report", type=Path, default=BENCHMARKS / "RESULTS-gpu.md",
                         help="markdown to append to (JSON beside it, .json)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's on a GPU; 1 in the CPU modes, "
+                             "where tiny models on a shared machine thrash with more)")
     args = parser.parse_args(argv)
     gpu = torch.cuda.is_available() and not (args.cpu or args.smoke)
     mode = "gpu" if gpu else "smoke" if args.smoke else "cpu"
     plan = PLANS[mode]
     if args.budget is not None:
         plan = Plan(**{**plan.to_dict(), "budget_s": args.budget})
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or not gpu:  # CPU modes: one thread, unless told (see --threads)
+        torch.set_num_threads(args.threads or 1)
     images = args.images if args.images.is_dir() and any(args.images.glob("*.jpg")) else None
     started = datetime.now(timezone.utc)
     load_before, t0 = _load(), time.perf_counter()

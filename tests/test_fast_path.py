@@ -25,13 +25,14 @@ from vision_tasks.export.runtime.providers import (
     trt_cache_dir,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY_DETECT = ["model.backbone.name=simple_cnn", "model.backbone.width=8",
                "model.backbone.depths=[1, 1, 1, 1, 1]", "model.head.channels=16",
-               "model.head.hidden=16", "model.head.depth=1", "data.image_size=64",
+               "model.head.hidden=16", "model.head.depth=1", "data.image_size=32",
                "data.workers=0", "train.epochs=1", "train.batch_size=8", "train.warmup_epochs=0"]
 
 
-def trained_file(task: str, root: Path, overrides: list[str], size: int = 64) -> Path:
+def trained_file(task: str, root: Path, overrides: list[str], size: int = 32) -> Path:
     """One short epoch of ``task`` on 8 synthetic images (the product's own train and
     export, opset 17: the fast exporter): a model to compare runtimes on."""
     from testkit import coco_config
@@ -53,7 +54,7 @@ def detect_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def batch() -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    return np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
 
 
 def test_io_binding_gives_the_outputs_of_a_plain_run_and_copies_only_what_is_read(detect_file,

@@ -18,6 +18,7 @@ from vision_tasks.export.runtime import Predictor
 
 from vision_tasks.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY_SEGMENT = [*TINY_DETECT, "model.head.num_protos=8", "model.head.proto_channels=16",
                 "model.head.coef_hidden=16"]
 

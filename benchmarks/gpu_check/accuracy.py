@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from vision_tasks.export.runtime.fast_path import RuntimeOptions
 from vision_tasks.engine.validate import validate_model
 
 from .models import Made
-from .plan import NO_GPU, NO_TIME, Budget, Plan
+from .plan import NO_GPU, NO_TIME, Budget
 
 PRIMARY = {"classify": "top1", "localize": "corloc", "detect": "box_map", "segment": "mask_map"}
 TOLERANCE = {"fp32": 0.005, "fp16": 0.01}
@@ -86,35 +85,41 @@ class _Entry:
         return self.fn
 
 
-def accuracy_section(made: list[Made], plan: Plan, gpu: bool, budget: Budget) -> dict[str, Any]:
-    """Rows: task, file precision, runtime, metric, checkpoint metric, difference, ok."""
+def checkpoint_metrics(made: list[Made], gpu: bool, scratch: Path) -> dict[str, float]:
+    """``vision-tasks val`` of each checkpoint (PyTorch on the GPU, else the CPU)."""
+    out = {}
+    for m in made:
+        metrics, _ = validate_model(m.checkpoint, [], scratch / f"val-{m.task}-pt",
+                                    device="cuda" if gpu else "cpu", progress=False)
+        out[m.task] = _metric(metrics, m.task)
+    return out
+
+
+def accuracy_rows(made: list[Made], runtimes: tuple[str, ...], reference: dict[str, float],
+                  gpu: bool, budget: Budget, deadline: float, scratch: Path
+                  ) -> list[dict[str, Any]]:
+    """Rows (task, file precision, runtime, metric, checkpoint's, difference, ok) of
+    ``runtimes``, runtime by runtime; a row not started by ``deadline`` (seconds into the
+    run) says so."""
     rows = []
-    runtimes = ("cuda", "tensorrt") if gpu else ("cpu", "cuda", "tensorrt")
-    with tempfile.TemporaryDirectory(prefix="gpu-check-val-") as tmp:
-        scratch = Path(tmp)
+    for runtime in runtimes:
         for m in made:
-            device = "cuda" if gpu else "cpu"
-            reference, _ = validate_model(m.checkpoint, [], scratch / f"val-{m.task}-pt",
-                                          device=device, progress=False)
-            ref = _metric(reference, m.task)
             for precision, path in (("fp32", m.fp32), ("fp16", m.fp16)):
-                for runtime in runtimes:
-                    row: dict[str, Any] = {"task": m.task, "precision": precision,
-                                           "runtime": runtime, "checkpoint": ref,
-                                           "metric": PRIMARY.get(m.task, "?")}
-                    if runtime != "cpu" and not gpu:
-                        row["status"] = NO_GPU
-                    elif budget.spent(reserve=0.35 * budget.total):
-                        row["status"] = NO_TIME
+                ref = reference[m.task]
+                row: dict[str, Any] = {"task": m.task, "precision": precision, "runtime": runtime,
+                                       "checkpoint": ref, "metric": PRIMARY.get(m.task, "?")}
+                if runtime != "cpu" and not gpu:
+                    row["status"] = NO_GPU
+                elif budget.elapsed() > deadline:
+                    row["status"] = NO_TIME
+                else:
+                    try:
+                        value, chain = val_file(path, runtime, precision, m.task, scratch)
+                    except Exception as err:  # reported in the row, the others still run
+                        row["status"] = f"error: {' '.join(str(err).split())[:200]}"
                     else:
-                        try:
-                            value, chain = val_file(path, runtime, precision, m.task, scratch)
-                        except Exception as err:  # reported in the row, the others still run
-                            row["status"] = f"error: {' '.join(str(err).split())[:200]}"
-                        else:
-                            diff = value - ref
-                            row.update(value=value, diff=diff, providers=chain,
-                                       ok=diff >= -TOLERANCE[precision] - 1e-9,
-                                       status="measured")
-                    rows.append(row)
-    return {"rows": rows, "tolerance": TOLERANCE}
+                        diff = value - ref
+                        row.update(value=value, diff=diff, providers=chain, status="measured",
+                                   ok=diff >= -TOLERANCE[precision] - 1e-9)
+                rows.append(row)
+    return rows

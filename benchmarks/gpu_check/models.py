@@ -52,14 +52,16 @@ def data_set(task: str, size: int, root: Path, train: int, val: int) -> Path:
     return out
 
 
-def config(task: str, size: int, data: Path, plan: Plan, device: str, *extra: str) -> Config:
+def config(task: str, size: int, data: Path, plan: Plan, device: str, *extra: str,
+           train_images: int | None = None) -> Config:
     """``configs/<task>.yaml`` on ``data`` at ``size`` px (tiny networks when ``plan.tiny``)."""
     tiny = [*TINY_BACKBONE, *TINY_HEAD.get(task, [])] if plan.tiny else []
     workers = 0 if plan.mode != "gpu" else 2
     return load_config(CONFIGS / f"{task}.yaml", [
         *get_task(task).demo_overrides(data), *tiny, f"data.image_size={size}",
         f"data.workers={workers}", f"train.epochs={plan.epochs}", "train.warmup_epochs=0",
-        f"train.batch_size={min(16, plan.train_images)}", f"train.device={device}", *extra])
+        f"train.batch_size={min(16, train_images or plan.train_images)}",
+        f"train.device={device}", *extra])
 
 
 def make(task: str, size: int, root: Path, plan: Plan, device: str, train_images: int | None = None,
@@ -73,7 +75,7 @@ def make(task: str, size: int, root: Path, plan: Plan, device: str, train_images
     t0 = time.perf_counter()
     best = run / "weights" / "best.pt"
     if not best.is_file():
-        cfg = config(task, size, data, plan, device, *extra)
+        cfg = config(task, size, data, plan, device, *extra, train_images=n_train)
         best = Trainer(cfg, run, progress=False, log=lambda _: None, overwrite=True).fit().best
     t1 = time.perf_counter()
     fp32 = best.with_suffix(".onnx")

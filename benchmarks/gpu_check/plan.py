@@ -49,9 +49,9 @@ class Plan:
 ALL_TASKS = ("classify", "localize", "detect", "segment")
 PLANS = {
     "gpu": Plan("gpu", ALL_TASKS, ("detect", "segment"), 128, 512, 64, 3, False,
-                320, 20, 3, 16, (128, 640), (1, 32), 0.5, 3, 2048, 450.0, 18),
-    "cpu": Plan("cpu", ALL_TASKS, ("detect", "segment"), 64, 32, 16, 1, True,
-                64, 2, 1, 4, (64, 128), (1, 8), 0.2, 2, 128, 110.0, 17),
+                320, 20, 3, 16, (128, 640), (1, 32), 0.3, 3, 2048, 450.0, 18),
+    "cpu": Plan("cpu", ALL_TASKS, ("detect", "segment"), 32, 16, 8, 1, True,
+                32, 2, 1, 4, (32,), (1, 8), 0.1, 2, 128, 110.0, 17),
     "smoke": Plan("smoke", ("detect",), ("detect",), 32, 8, 4, 1, True,
                   32, 1, 1, 4, (32,), (1, 4), 0.05, 1, 16, 300.0, 17),
 }

@@ -69,10 +69,17 @@ def accuracy_md(section: dict[str, Any]) -> list[str]:
                            "diff", "ok", "providers / status"], rows), ""]
 
 
-def speed_md(rows: list[dict[str, Any]]) -> list[str]:
+def speed_md(rows: list[dict[str, Any]], gpu: bool) -> list[str]:
     out = ["### Model only, images/s (uint8 batch in host memory -> outputs in host memory)", ""]
+    if not gpu:
+        out += ["CPU mode: tiny networks on the CPU provider, to show every path runs; these "
+                "figures are no speed claim.", ""]
     groups: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
+    skipped = []
     for r in rows:
+        if r["runtime"] == "all":
+            skipped.append(f"- {r['task']} {r['size']} px: {r['status']}")
+            continue
         groups.setdefault((r["task"], r["size"], r["batch"]), {})[r["runtime"]] = r
     table = []
     for (task, size, batch), by in groups.items():
@@ -86,6 +93,10 @@ def speed_md(rows: list[dict[str, Any]]) -> list[str]:
         cells.append(f"{max(fast) / amp:.2f}x" if fast and amp else "-")
         table.append(cells)
     out += _table(["task", "input", "batch", *RUNTIMES, "best onnxruntime / torch AMP"], table)
+    out += skipped
+    staging = {(r["task"], r["size"], r["runtime"]): r["staging"] for r in rows if "staging" in r}
+    for (task, size, runtime), note in staging.items():
+        out.append(f"- {runtime} {task} {size} px: uint8 batch staging: {note}")
     builds = {(r["task"], r["size"]): r for r in rows if "engine_build_s" in r}
     for (task, size), r in builds.items():
         out.append(f"- TensorRT {task} {size} px: engine build {r['engine_build_s']:.1f} s "
@@ -126,7 +137,7 @@ def section_md(results: dict[str, Any]) -> str:
         lines.append(f"- error: {error}")
     lines += training_md(results.get("training", {}), gpu)
     lines += accuracy_md(results.get("accuracy", {}))
-    lines += speed_md(results.get("speed", []))
+    lines += speed_md(results.get("speed", []), gpu)
     lines += pipeline_md(results.get("pipeline", {"status": "not run"}))
     return "\n".join(lines) + "\n"
 

@@ -19,8 +19,11 @@ change of load hits all alike.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,22 +42,27 @@ from .plan import NO_GPU, NO_TIME, Budget, Plan
 
 
 def time_interleaved(cases: dict[str, Callable[[], Any]], images_per_call: int, min_seconds: float,
-                     repeats: int) -> dict[str, float]:
-    """Median images/s of each case; each call repeated enough to last ``min_seconds``."""
-    calls = {}
+                     repeats: int) -> tuple[dict[str, float], dict[str, str]]:
+    """Median images/s of each case, each call repeated enough to last ``min_seconds``;
+    and the error of each case that failed its warm-up (left out of the timing)."""
+    calls, errors = {}, {}
     for name, run in cases.items():
-        run()  # warm-up (allocations, cuDNN / kernel choice)
+        try:
+            run()  # warm-up (allocations, cuDNN / kernel choice)
+        except Exception as err:  # one runtime's failure is reported, the others are timed
+            errors[name] = f"error: {' '.join(str(err).split())[:200]}"
+            continue
         t0 = time.perf_counter()
         run()
         calls[name] = max(1, int(np.ceil(min_seconds / max(time.perf_counter() - t0, 1e-6))))
-    rates: dict[str, list[float]] = {name: [] for name in cases}
+    rates: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        for name, run in cases.items():
+        for name in calls:
             t0 = time.perf_counter()
             for _ in range(calls[name]):
-                run()
+                cases[name]()
             rates[name].append(calls[name] * images_per_call / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    return {name: statistics.median(r) for name, r in rates.items()}, errors
 
 
 def torch_runner(checkpoint: Path, names: tuple[str, ...], device: torch.device, amp: bool
@@ -78,16 +86,39 @@ def _read_all(predictor: Predictor, batch: np.ndarray) -> None:
         outputs[name]
 
 
-def ort_predictors(made: Made, gpu: bool, max_batch: int) -> dict[str, Predictor]:
-    """The onnxruntime cases of :mod:`this module <.speed>` (TensorRT apart)."""
+@functools.cache
+def pinned_probe() -> tuple[bool, str]:
+    """Whether pinned staging buffers can be allocated here, tried in a child process (an
+    untried allocator path must not take the whole check down with it)."""
+    code = ("from vision_tasks.export.runtime.iobinding import pinned_buffer\n"
+            "print('yes' if pinned_buffer((2, 8, 8, 3), 0) is not None else 'no')")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        return False, "pinned allocation probe timed out"
+    if done.returncode != 0:
+        return False, f"pinned allocation probe failed (exit {done.returncode})"
+    ok = done.stdout.strip().endswith("yes")
+    return ok, "pinned host memory" if ok else "no pinned allocator in this onnxruntime build"
+
+
+def ort_predictors(made: Made, gpu: bool, max_batch: int
+                   ) -> tuple[dict[str, Predictor], dict[str, str]]:
+    """The onnxruntime cases of :mod:`this module <.speed>` (TensorRT apart), and the
+    error of each that could not start."""
     device = "cuda" if gpu else "cpu"
-    out = {}
+    out, errors = {}, {}
     for precision, path in (("fp32", made.fp32), ("fp16", made.fp16)):
         for binding in (False, True):
-            options = RuntimeOptions(io_binding=binding, tensorrt=False)
-            out[f"ort_{precision}{'_iobind' if binding else ''}"] = Predictor(
-                path, device=device, batch_size=max_batch, options=options)
-    return out
+            name = f"ort_{precision}{'_iobind' if binding else ''}"
+            pinned = gpu and binding and pinned_probe()[0]
+            options = RuntimeOptions(io_binding=binding, tensorrt=False, pinned=pinned)
+            try:
+                out[name] = Predictor(path, device=device, batch_size=max_batch, options=options)
+            except Exception as err:  # reported in its row
+                errors[name] = f"error: {' '.join(str(err).split())[:200]}"
+    return out, errors
 
 
 def tensorrt_predictor(made: Made, max_batch: int) -> tuple[Predictor, dict[str, float]]:
@@ -113,24 +144,24 @@ def model_only(made: Made, plan: Plan, gpu: bool, budget: Budget, deadline: floa
     """Rows: task, size, batch, runtime, images/s (or a status), for one model."""
     device = torch.device("cuda" if gpu else "cpu")
     max_batch = max(plan.speed_batches)
-    predictors = ort_predictors(made, gpu, max_batch)
-    names = tuple(next(iter(predictors.values())).output_names)
+    predictors, failed = ort_predictors(made, gpu, max_batch)
+    names = tuple(Predictor(made.fp32, device="cpu", threads=1).output_names)
     runners: dict[str, Callable[[np.ndarray], Any]] = {
         "torch_fp32": torch_runner(made.checkpoint, names, device, amp=False),
         "torch_amp": torch_runner(made.checkpoint, names, device, amp=True)}
     for key, predictor in predictors.items():
         runners[key] = bind(_read_all, predictor)
     extra: dict[str, Any] = {}
-    trt_status = NO_GPU
+    failed["trt_fp16"] = NO_GPU
     if gpu and budget.elapsed() < deadline:
         try:
             trt, extra = tensorrt_predictor(made, max_batch)
             runners["trt_fp16"] = bind(_read_all, trt)
-            trt_status = ""
+            del failed["trt_fp16"]
         except Exception as err:  # reported, the other runtimes still run
-            trt_status = f"error: {' '.join(str(err).split())[:200]}"
+            failed["trt_fp16"] = f"error: {' '.join(str(err).split())[:200]}"
     elif gpu:
-        trt_status = NO_TIME
+        failed["trt_fp16"] = NO_TIME
     rows = []
     rng = np.random.default_rng(0)
     for batch_size in plan.speed_batches:
@@ -139,12 +170,18 @@ def model_only(made: Made, plan: Plan, gpu: bool, budget: Budget, deadline: floa
             rows += [{**base, "runtime": k, "status": NO_TIME} for k in runners]
             continue
         batch = rng.integers(0, 256, (batch_size, made.size, made.size, 3), dtype=np.uint8)
-        rates = time_interleaved({k: bind(run, batch) for k, run in runners.items()},
-                                 batch_size, plan.speed_seconds, plan.speed_repeats)
+        rates, errors = time_interleaved({k: bind(run, batch) for k, run in runners.items()},
+                                         batch_size, plan.speed_seconds, plan.speed_repeats)
         rows += [{**base, "runtime": k, "images_per_s": v, "status": "measured",
                   **(extra if k == "trt_fp16" else {})} for k, v in rates.items()]
-        if "trt_fp16" not in runners:
-            rows.append({**base, "runtime": "trt_fp16", "status": trt_status})
+        rows += [{**base, "runtime": k, "status": v} for k, v in {**failed, **errors}.items()]
+    for key, predictor in predictors.items():  # where the batch was staged (I/O binding)
+        if predictor.options.io_binding:
+            note = (predictor._runner.bound(predictor.session).pinned_note
+                    if predictor.options.pinned or not gpu else pinned_probe()[1])
+            for row in rows:
+                if row["runtime"] == key:
+                    row["staging"] = note
     return rows
 
 
