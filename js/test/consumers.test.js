@@ -54,7 +54,8 @@ test('pages built by Vite and esbuild, and an import-map page, give the Python r
       const byUrl = near({ ...got.icc.url, source: '' }, { ...icc.results.detect['0.0'], source: '' }, `${consumer}, the ICC photo by URL`);
       const byImg = near({ ...got.icc.img, source: '' }, { ...icc.results.detect['0.0'], source: '' }, `${consumer}, the ICC photo as an <img>`);
       assert.equal(got.drawn, want.detections.length, `${consumer}: detections drawn`);
-      t.diagnostic(`${consumer}: ${kinds.length} input kinds as in Python; the ICC photo (URL, <img>): boxes within ` +
+      assert.ok(got.videoAsFrame, `${consumer}: a <video> gives the results of its frame on a canvas`);
+      t.diagnostic(`${consumer}: ${kinds.length} input kinds as in Python, <video> as its frame; the ICC photo (URL, <img>): boxes within ` +
         `${Math.max(byUrl.box, byImg.box).toFixed(3)} px, scores within ${Math.max(byUrl.score, byImg.score).toExponential(1)}`);
     }
     assert.deepEqual(errors, []);

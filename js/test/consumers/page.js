@@ -2,7 +2,36 @@
 // the installed package's module, loads ?model= on WASM (?threshold=) and predicts ?image= given as every
 // kind of input a page has, and ?icc= (the ICC photo) as a URL and as an <img>; the results
 // (toDict() of each) land in window.__vt for the browser test, and are drawn with
-// drawPrediction. body[data-state] is "done" or "error".
+// drawPrediction. A <video> (a clip this page records from the image, lossy: no Python
+// counterpart) must give the results of its current frame drawn on a canvas.
+// body[data-state] is "done" or "error".
+
+/** A <video> of a short WebM clip of `image` (MediaRecorder), seeked into, and a canvas of that frame. */
+async function videoOf(image) {
+  const canvas = document.createElement('canvas');
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const recorder = new MediaRecorder(canvas.captureStream(10), { mimeType: 'video/webm' });
+  const chunks = [];
+  recorder.ondataavailable = (e) => chunks.push(e.data);
+  recorder.start();
+  for (let i = 0; i < 10; i++) {
+    canvas.getContext('2d').drawImage(image, 0, 0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await new Promise((resolve) => { recorder.onstop = resolve; recorder.stop(); });
+  const video = document.createElement('video');
+  video.muted = true;
+  video.src = URL.createObjectURL(new Blob(chunks, { type: 'video/webm' }));
+  await new Promise((resolve, reject) => { video.onloadeddata = resolve; video.onerror = () => reject(new Error('the clip does not play')); });
+  video.currentTime = 0.2;
+  await new Promise((resolve) => { video.onseeked = resolve; });
+  const frame = document.createElement('canvas');
+  frame.width = video.videoWidth;
+  frame.height = video.videoHeight;
+  frame.getContext('2d').drawImage(video, 0, 0);
+  return { video, frame };
+}
 
 /** @param {typeof import('vision-tasks')} vt */
 export async function runChecks(vt) {
@@ -40,9 +69,11 @@ export async function runChecks(vt) {
       icc.url = (await model.predict(params.get('icc'))).toDict();
       icc.img = (await model.predict(photo)).toDict();
     }
+    const { video, frame } = await videoOf(img);
+    const [fromVideo, fromFrame] = (await model.predict([video, frame])).map((p) => JSON.stringify(p.detections ?? p.top()));
     const shown = vt.drawPrediction(ctx, predictions[0]);
     document.body.append(canvas);
-    window.__vt = { results, icc, backend: model.backend, drawn: shown.detections.length };
+    window.__vt = { results, icc, backend: model.backend, drawn: shown.detections.length, videoAsFrame: fromVideo === fromFrame };
     status.textContent = `${Object.keys(results).length} inputs, ${shown.detections.length} detections drawn`;
     document.body.dataset.state = 'done';
   } catch (err) {
