@@ -9,7 +9,7 @@ export const PARITY = { box: 0.5, score: 1e-4, maskIou: 0.99 };
 
 /** The limits for the ICC photo: the conversion to sRGB (lcms2 in Python and sharp, skcms in
  * Chromium) rounds a level differently here and there. */
-export const ICC = { box: 1, score: 5e-3, maskIou: 0.95 };
+export const ICC = { box: 2, score: 1e-2, maskIou: 0.9 };
 
 function iou(a, b) {
   let inter = 0;
