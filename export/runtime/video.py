@@ -183,7 +183,12 @@ class VideoReader:
 
     def _open(self) -> Any:
         camera = CAMERA.match(self.source)
-        capture = self._open_capture(int(camera.group(1)) if camera else self.source)
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our error says it
+        try:
+            capture = self._open_capture(int(camera.group(1)) if camera else self.source)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
             capture.release()
             return None

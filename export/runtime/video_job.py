@@ -247,6 +247,7 @@ def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: 
         reader = VideoReader(video, options.stride, start, options.reconnects, log=log)
     except VideoError as err:
         writer.write(Outcome(video, error=str(err)))
+        (log or _stderr)(f"predict: {err}")
         counts["errors"] += 1
         bar.set_postfix(errors=counts["errors"], refresh=False)
         return
