@@ -193,12 +193,13 @@ def bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 def pipeline(made: Made, images: str, count: int, gpu: bool, repeats: int, batch_size: int
              ) -> dict[str, Any]:
     """``vision-tasks benchmark`` of the fp16 file (onnxruntime model only, its lanes, and the
-    JPEG pipeline over ``count`` files of ``images``) on the GPU (TensorRT > CUDA) or CPU."""
+    JPEG pipeline over ``count`` files of ``images``) on the best provider onnxruntime has
+    here (``auto``: TensorRT > CUDA > CPU; the report names it), or the CPU without a GPU."""
     from vision_tasks.export.benchmark import run_benchmark
     from vision_tasks.export.runtime.pipeline import default_workers
     from vision_tasks.export.runtime.providers import cpu_threads
 
-    report = run_benchmark(made.fp16, batch_size=batch_size, device="cuda" if gpu else "cpu",
+    report = run_benchmark(made.fp16, batch_size=batch_size, device="auto" if gpu else "cpu",
                            images=images,
                            pipeline_count=count, repeats=repeats, min_seconds=0.5, warmup=1)
     return {**report.to_dict(), "cpu_cores": cpu_threads(), "decode_workers": default_workers()}
