@@ -14,6 +14,7 @@
  */
 
 export { VisionModel, BACKENDS, DEFAULT_BATCH_SIZE, checkOptions } from './model.js';
+export { RemoteModel, RemoteError } from './remote.js';
 export { Prediction, Detection } from './results.js';
 export { Mask, resampleMask, compressCounts, decodeRle } from './masks.js';
 export { Letterbox, letterbox, resizeBilinear } from './letterbox.js';
