@@ -48,6 +48,7 @@ FP16_OPS = frozenset({
 FLOAT32_INPUTS = {"Resize": (1, 2)}
 """Float inputs that stay float32 even on a converted node (by op: input positions)."""
 SUFFIX = "__fp16"
+FP32_REFERENCE = "; reference: the fp32 file, itself checked against PyTorch"
 
 
 def network_nodes(graph: onnx.GraphProto) -> set[int]:
@@ -203,10 +204,11 @@ def check_images(fp32: Path, n: int = 16) -> tuple[np.ndarray, str]:
     files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
                    )[:n] if folder is not None and folder.is_dir() else []
     if files:
-        return np.stack([predictor.prepare(f)[0] for f in files]), f"{len(files)} images of data.val"
+        what = f"{len(files)} images of data.val"
+        return np.stack([predictor.prepare(f)[0] for f in files]), what + FP32_REFERENCE
     h, w = predictor.input_size
     noise = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    return noise, f"{n} noise images (data.val not readable here)"
+    return noise, f"{n} noise images (data.val not readable here)" + FP32_REFERENCE
 
 
 def check_against_fp32(fp32: Path, fp16_bytes: bytes) -> Any:
