@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import orjson
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 OPTION_NAMES = ("score_threshold", "top_k", "heads")
@@ -220,7 +220,7 @@ def check_image_header(upload: Upload, max_pixels: int) -> None:
     except Image.DecompressionBombError as err:
         raise RequestError(413, "too_many_pixels", f"{upload.name}: image too large ({err}); "
                            "send a smaller image") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+    except Exception:  # UnidentifiedImageError, or any error of a format plug-in's header parser
         raise RequestError(415, "not_image", f"{upload.name}: not an image this server reads "
                            "(JPEG, PNG, WebP, BMP, TIFF, GIF); send the image file's bytes") from None
     if width * height > max_pixels:
