@@ -1,6 +1,8 @@
 """`vision-tasks serve`: every endpoint, every bad input, auth, CORS, the full queue, dynamic
-batching, timeouts, draining and SIGTERM, on the tiny classify model of the suite; the answers
-equal `vision-tasks predict`'s lines for the same images.
+batching, timeouts, draining and SIGTERM; the answers (boxes and RLE masks) equal `vision-tasks
+predict`'s lines for the same images. The model is the stand-in segment model of
+`test_segment_runtime.py` (built with onnx.helper in a blink: this file is about serving, and the
+same file goes through both paths).
 
 Servers run in this process (uvicorn in a thread, a free port of 127.0.0.1) except the SIGTERM
 test, which starts `vision-tasks serve` as a subprocess under a timeout and kills it by pid.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import struct
@@ -26,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import orjson
 import pytest
 from PIL import Image
+from test_segment_runtime import segment_model
 from testkit import assert_runs_without_torch, noise
-from vision_tasks.export.onnx_export import export_checkpoint
 from vision_tasks.export.serve.options import ServeOptions
 
 from vision_tasks.cli import main
@@ -38,6 +42,7 @@ from vision_tasks.cli import main
 pytest.importorskip("uvicorn")  # the serve extra (scripts/setup.sh installs it)
 
 START_TIMEOUT_S = 60
+RAY_TIMEOUT_S = 120  # Ray and Serve start in ~20 s on 2 busy cores; a hang fails instead
 
 
 @dataclass
@@ -121,9 +126,14 @@ def options(model: Path, **changes) -> ServeOptions:
     return ServeOptions(models={"m": str(model)}, threads=1, lanes=1, workers=2, **changes)
 
 
+# Three objects (scores 0.9, 0.8, 0.7) and an empty row, in input pixels (256 x 192).
+BOXES = np.array([[10, 10, 90, 80], [100, 40, 200, 150], [30, 100, 120, 180], [0, 0, 0, 0]],
+                 np.float32)
+
+
 @pytest.fixture(scope="module")
-def model_path(tiny_classify_run, tmp_path_factory) -> Path:
-    return export_checkpoint(tiny_classify_run.best, tmp_path_factory.mktemp("serve") / "m.onnx").path
+def model_path(tmp_path_factory) -> Path:
+    return segment_model(tmp_path_factory.mktemp("serve") / "m.onnx", BOXES)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +160,8 @@ def test_endpoints_describe_the_server(server):
     listed = call(address, "GET", "/v1/models").json()["models"]
     assert [m["name"] for m in listed] == ["m"]
     info = call(address, "GET", "/v1/models/m").json()
-    assert info["task"] == "classify" and info["input_size"] == [32, 32]
-    assert len(info["classes"]) == 5 and info["heads"] == {}
+    assert info["task"] == "segment" and info["input_size"] == [192, 256]
+    assert len(info["classes"]) == 3 and info["heads"] == {}
     spec = call(address, "GET", "/openapi.json").json()
     assert "/v1/models/{name}/predict" in spec["paths"]
     page = call(address, "GET", "/docs")
@@ -200,15 +210,16 @@ def test_answers_equal_predict_lines(server, model_path, images, tmp_path):
     assert [p["source"] for p in predictions] == sorted(lines)
     for prediction in predictions:
         same(prediction, lines[prediction["source"]])
+    found = lines["a.png"]["detections"]
+    assert len(found) == 3 and all(d["mask"]["counts"] for d in found)
     # options: the query string, a form field and a JSON options part
     one = (images / "a.png").read_bytes()
-    assert len(call(address, "POST", "/v1/models/m/predict?top_k=2", one).json()["top"]) == 2
-    body, headers = multipart([("a.png", one)], {"top_k": "3"})
-    assert len(call(address, "POST", "/v1/models/m/predict", body, headers)
-               .json()["predictions"][0]["top"]) == 3
-    body, headers = multipart([("a.png", one)], {"options": '{"top_k": 1}'})
-    assert len(call(address, "POST", "/v1/models/m/predict", body, headers)
-               .json()["predictions"][0]["top"]) == 1
+    path = "/v1/models/m/predict"
+    assert len(call(address, "POST", path + "?score_threshold=0.85", one).json()["detections"]) == 1
+    body, headers = multipart([("a.png", one)], {"score_threshold": "0.75"})
+    assert len(call(address, "POST", path, body, headers).json()["predictions"][0]["detections"]) == 2
+    body, headers = multipart([("a.png", one)], {"options": '{"score_threshold": 0.95}'})
+    assert call(address, "POST", path, body, headers).json()["predictions"][0]["detections"] == []
 
 
 def test_every_bad_input_is_a_one_line_4xx_and_the_server_keeps_serving(server, images):
@@ -229,7 +240,7 @@ def test_every_bad_input_is_a_one_line_4xx_and_the_server_keeps_serving(server, 
         ("top_k not a number", "/v1/models/m/predict?top_k=abc", good, {}, 400),
         ("top_k out of range", "/v1/models/m/predict?top_k=0", good, {}, 400),
         ("threshold out of range", "/v1/models/m/predict?score_threshold=1.5", good, {}, 400),
-        ("threshold of a classify model", "/v1/models/m/predict?score_threshold=0.5", good, {}, 400),
+        ("threshold not a number", "/v1/models/m/predict?score_threshold=high", good, {}, 400),
         ("heads of a single-task model", "/v1/models/m/predict?heads=a", good, {}, 400),
         ("unknown option", "/v1/models/m/predict?colour=red", good, {}, 400),
         ("more than --max-images", "/v1/models/m/predict", too_many, too_many_headers, 413),
@@ -301,7 +312,7 @@ def _wait_until(condition, what: str, timeout: float = 30) -> None:
 def test_full_queue_answers_503_with_retry_after(model_path, images):
     good = (images / "a.png").read_bytes()
     # A long batching window keeps the first request's two images queued.
-    with serving(options(model_path, max_queue=2, max_batch=8, max_delay_ms=3000)) as (address, state):
+    with serving(options(model_path, max_queue=2, max_batch=8, max_delay_ms=2000)) as (address, state):
         body, headers = multipart([("a.png", good), ("b.png", good)])
         thread, first = _post_in_thread(address, body, headers)
         batcher = state.hosts["m"].batcher
@@ -395,3 +406,40 @@ def test_server_code_runs_without_torch(model_path):
         "    app.state.server.start()\n"
         "    await app.state.server.stop()\n"
         "asyncio.run(up())\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_ray_serve_engine_answers_like_the_local_server(server, model_path, images):
+    """`--engine ray` on a local Ray: the same app as a Ray Serve deployment gives the same
+    JSON; SIGTERM shuts Serve and Ray down and the command exits 0."""
+    pytest.importorskip("ray.serve")
+    port = _free_port()
+    command = [sys.executable, "-m", "vision_tasks", "serve", str(model_path), "--engine", "ray",
+               "--port", str(port), "--threads", "1", "--lanes", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + RAY_TIMEOUT_S
+        while "listening on" not in line:
+            assert time.monotonic() < deadline and process.poll() is None, line
+            line = process.stderr.readline()
+        good = (images / "a.png").read_bytes()
+        answer = call(("127.0.0.1", port), "POST", "/v1/models/m/predict?top_k=3", good)
+        assert answer.status == 200, answer.body
+        assert answer.body == call(server[0], "POST", "/v1/models/m/predict?top_k=3", good).body
+        wrong = call(("127.0.0.1", port), "POST", "/v1/models/m/predict", b"not an image")
+        assert wrong.status == 415 and "error" in wrong.json()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(RAY_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        process.stderr.close()
