@@ -9,7 +9,9 @@ interleaved over ``--rounds``, medians reported, load average stated.
 ``track``: ``predict --track`` of a detect model on the held-out (val) videos of
 ``vision-tasks data synth track``, scored by ``track-eval`` against their ground truth; and
 the same detections (``predict`` at score 0.1) through Ultralytics' BYTETracker when it can
-be imported (``ultralytics`` and ``lap``; not a dependency of vision-tasks).
+be imported (``ultralytics`` and ``lap``; not a dependency of vision-tasks). ``oracle``: both
+trackers on the ground-truth boxes with 10 % dropped and 5 % jitter (association alone,
+whatever the detector).
 
     .venv/bin/python benchmarks/video.py speed MODEL.onnx --out /tmp/video-bench
     .venv/bin/python benchmarks/video.py track MODEL.onnx DATA --out /tmp/video-track
@@ -144,8 +146,44 @@ def ultralytics_tracks(lines: list[dict], config: TrackerConfig) -> dict[int, tu
         boxes = np.array([d["box"] for d in dets], float).reshape(-1, 4)
         rows = tracker.update(_Detections(boxes, np.array([d["score"] for d in dets], float),
                                           np.array([d["label"] for d in dets], float)))
+        rows = np.asarray(rows, float).reshape(-1, 8)
         frames[line["frame"] + 1] = (rows[:, 4].astype(np.int64), rows[:, :4])
     return frames
+
+
+def oracle_detections(gt: dict, rng: np.random.Generator, miss: float = 0.1,
+                      jitter: float = 0.05) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Ground-truth boxes as a detector that misses ``miss`` of them and moves each side by
+    up to ``jitter`` of the box size: ``(frame, boxes, scores)`` per frame."""
+    frames = []
+    for f in sorted(gt):
+        boxes = gt[f][1]
+        keep = rng.random(len(boxes)) >= miss
+        size = np.repeat(boxes[:, 2:] - boxes[:, :2], 2, 0).reshape(-1, 4)
+        noisy = boxes + rng.uniform(-jitter, jitter, boxes.shape) * size
+        frames.append((f, noisy[keep], rng.uniform(0.5, 1.0, int(keep.sum()))))
+    return frames
+
+
+def cmd_oracle(gt_root: Path, config: TrackerConfig, with_ultralytics: bool) -> dict:
+    """Both trackers on :func:`oracle_detections` of every sequence: association alone."""
+    ours, theirs = SequenceCounts(), SequenceCounts()
+    for gt_file in find_sequences(gt_root).values():
+        gt = read_mot(gt_file, True)
+        dets = oracle_detections(gt, np.random.default_rng(0))
+        tracker = make_tracker(config)(1)
+        tracked = {}
+        for f, boxes, scores in dets:
+            ids = tracker.update(boxes, scores, np.zeros(len(boxes)))
+            tracked[f] = (ids[ids > 0], boxes[ids > 0])
+        ours = ours + evaluate_sequence(gt, tracked)
+        if with_ultralytics:
+            lines = [{"frame": f - 1, "detections": [{"box": b.tolist(), "score": float(s),
+                                                      "label": 0} for b, s in zip(bx, sc, strict=True)]}
+                     for f, bx, sc in dets]
+            theirs = theirs + evaluate_sequence(gt, ultralytics_tracks(lines, config))
+    return {"ours": ours.summary(), **({"ultralytics": theirs.summary()} if with_ultralytics
+                                       else {})}
 
 
 def cmd_track(args: argparse.Namespace) -> dict:
@@ -166,7 +204,9 @@ def cmd_track(args: argparse.Namespace) -> dict:
         import ultralytics  # noqa: F401
     except ImportError as err:
         report["ultralytics"] = f"not run: {err}"
+        report["oracle"] = cmd_oracle(gt, config, with_ultralytics=False)
         return report
+    report["oracle"] = cmd_oracle(gt, config, with_ultralytics=True)
     run_predict_video(predictor, videos, out / "detections", VideoOptions(), overwrite=True,
                       progress=False)
     lines: dict[str, list[dict]] = {}

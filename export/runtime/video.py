@@ -208,6 +208,10 @@ class VideoReader:
         count = self.info.frame_count
         return None if count is None else max(0, -(-(count - self.start) // self.stride))
 
+    def close(self) -> None:
+        """Release the source without reading it (iteration releases it at its end)."""
+        self._capture.release()
+
     def _timestamp(self, index: int) -> float:
         if self.live:
             return round(time.monotonic() - self._opened_at, 3)

@@ -253,6 +253,9 @@ def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: 
         return
     offset = last + 1 if is_live(video) and last >= 0 else 0  # live: numbering goes on
     todo = reader.frames_to_read()
+    if todo == 0:  # done before (--resume): nothing to decode
+        reader.close()
+        return
     if todo is not None:
         bar.total = (bar.total or 0) + todo
         bar.refresh()
