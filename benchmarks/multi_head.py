@@ -1,23 +1,30 @@
 """One backbone and four heads against four single-task models: quality, training time, speed.
 
-On the product's synthetic sets (one per task, all at ``--size`` px), with ``configs/multi.yaml``:
+On the product's synthetic sets (one per task, all at ``--size`` px, ``--style default|hard``),
+with ``configs/multi.yaml`` (its epochs unless ``--epochs``):
 
 1. four single-task runs, each with exactly its head's single-task config
-   (``Config.for_head``: the same backbone, heads, settings and epochs);
-2. one joint run of all four heads per ``train.head_sampling`` (round_robin, proportional);
+   (``Config.head_configs()``: the same backbone, heads, settings and epochs);
+2. one joint run of all four heads per ``train.head_sampling`` (round_robin, proportional),
+   and with ``--share-neck`` one more round-robin run whose detect and segment heads share
+   their neck (``model.share_neck``);
 3. speed, model only: the joint run's one ONNX file against the four single-task files run one
    after another on the same letterboxed batches (onnxruntime, CPU, batch ``--batch``),
    interleaved repeats, medians.
 
-Prints a Markdown table and writes ``OUT/results.json``::
+Each run's time is wall seconds and CPU seconds (this process and its loader workers), so
+that a loaded machine still gives comparable training costs. Prints a Markdown table and writes
+``OUT/results.json``; at convergence on the hard style (about 40 min on a quiet 2-core CPU)::
 
-    .venv/bin/python benchmarks/multi_head.py --out /tmp/multi-bench
+    .venv/bin/python benchmarks/multi_head.py --out /tmp/multi-bench --style hard \
+        --train 2000 --val 300 --share-neck
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -47,10 +54,17 @@ def data_overrides(root: Path) -> list[str]:
     return out
 
 
-def train(cfg, out: Path) -> tuple[dict, float, Path]:
-    t0 = time.perf_counter()
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (loader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def train(cfg, out: Path) -> tuple[dict, dict, Path]:
+    t0, c0 = time.perf_counter(), cpu_seconds()
     result = Trainer(cfg, out, progress=False, log=lambda _: None, overwrite=True).fit()
-    return result.metrics, time.perf_counter() - t0, result.best
+    return result.metrics, {"seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0}, \
+        result.best
 
 
 def model_only(predictors: list[Predictor], batches: list[np.ndarray], repeats: int) -> list[float]:
@@ -71,35 +85,43 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--train", type=int, default=600, help="training images per task")
     ap.add_argument("--val", type=int, default=150, help="validation images per task")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=None, help="default: configs/multi.yaml's")
+    ap.add_argument("--style", choices=("default", "hard"), default="default")
+    ap.add_argument("--share-neck", action="store_true",
+                    help="also a round-robin run with model.share_neck (detect + segment)")
     ap.add_argument("--batch", type=int, default=32, help="batch of the speed measurement")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--speed-images", type=int, default=256)
     args = ap.parse_args()
     out = args.out
     for i, task in enumerate(TASKS):
-        get_task(task).synthesize(out / "data" / task, args.train, args.val, args.size, seed=i)
+        get_task(task).synthesize(out / "data" / task, args.train, args.val, args.size, seed=i,
+                                  style=args.style)
     base = [*data_overrides(out / "data"), f"data.image_size={args.size}",
-            f"train.epochs={args.epochs}"]
+            *([f"train.epochs={args.epochs}"] if args.epochs else [])]
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "single": {}, "joint": {}}
 
     multi = load_config(REPO / "configs" / "multi.yaml", base)
     single_best = {}
     for task in TASKS:
-        metrics, seconds, single_best[task] = train(multi.for_head(task), out / f"single-{task}")
-        results["single"][task] = {"metric": metrics[PRIMARY[task]], "seconds": seconds}
-        print(f"single {task}: {PRIMARY[task]} {metrics[PRIMARY[task]]:.4f} in {seconds:.0f} s",
-              flush=True)
+        metrics, cost, single_best[task] = train(multi.head_configs()[task], out / f"single-{task}")
+        results["single"][task] = {"metric": metrics[PRIMARY[task]], **cost}
+        print(f"single {task}: {PRIMARY[task]} {metrics[PRIMARY[task]]:.4f} in {cost['seconds']:.0f} s "
+              f"({cost['cpu_seconds']:.0f} CPU s)", flush=True)
     joint_best = {}
-    for sampling in ("round_robin", "proportional"):
-        cfg = load_config(REPO / "configs" / "multi.yaml", [*base, f"train.head_sampling={sampling}"])
-        metrics, seconds, joint_best[sampling] = train(cfg, out / f"joint-{sampling}")
-        results["joint"][sampling] = {"seconds": seconds,
-                                      **{t: metrics[f"{t}.{PRIMARY[t]}"] for t in TASKS}}
-        print(f"joint {sampling}: " + ", ".join(f"{t} {metrics[f'{t}.{PRIMARY[t]}']:.4f}"
-                                                for t in TASKS) + f" in {seconds:.0f} s", flush=True)
+    variants = {"round_robin": ["train.head_sampling=round_robin"],
+                "proportional": ["train.head_sampling=proportional"]}
+    if args.share_neck:
+        variants["round_robin_shared_neck"] = ["train.head_sampling=round_robin", "model.share_neck=true"]
+    for name, extra in variants.items():
+        cfg = load_config(REPO / "configs" / "multi.yaml", [*base, *extra])
+        metrics, cost, joint_best[name] = train(cfg, out / f"joint-{name}")
+        results["joint"][name] = {**cost, **{t: metrics[f"{t}.{PRIMARY[t]}"] for t in TASKS}}
+        print(f"joint {name}: " + ", ".join(f"{t} {metrics[f'{t}.{PRIMARY[t]}']:.4f}" for t in TASKS)
+              + f" in {cost['seconds']:.0f} s ({cost['cpu_seconds']:.0f} CPU s)", flush=True)
 
-    multi_onnx = export_checkpoint(joint_best["round_robin"], out / "multi.onnx").path
+    fastest = "round_robin_shared_neck" if args.share_neck else "round_robin"
+    multi_onnx = export_checkpoint(joint_best[fastest], out / "multi.onnx").path
     single_onnx = [export_checkpoint(single_best[t], out / f"{t}.onnx").path for t in TASKS]
     images = sorted((out / "data" / "detect" / "val" / "images").iterdir())
     images = (images * (args.speed_images // len(images) + 1))[:args.speed_images]
@@ -115,21 +137,21 @@ def main() -> None:
         single_rates += model_only(four, batches, 1)
     m, s = statistics.median(multi_rates), statistics.median(single_rates)
     results["speed"] = {"multi_img_s": m, "four_singles_img_s": s, "ratio": m / s,
-                        "threads": one[0].threads}
+                        "threads": one[0].threads, "multi_file": fastest}
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
-    print(f"\n| head | single-task {args.epochs} epochs | joint round robin | joint proportional |")
-    print("|---|---|---|---|")
+    print("\n| head | single-task | " + " | ".join(f"joint {v}" for v in variants) + " |")
+    print("|---|---|" + "---|" * len(variants))
     for task in TASKS:
         cells = [f"{results['single'][task]['metric']:.3f}",
-                 *(f"{results['joint'][s][task]:.3f}" for s in ("round_robin", "proportional"))]
+                 *(f"{results['joint'][v][task]:.3f}" for v in variants)]
         print(f"| {task} {PRIMARY[task]} | " + " | ".join(cells) + " |")
-    single_seconds = sum(r["seconds"] for r in results["single"].values())
-    print(f"| training time | {single_seconds:.0f} s (four runs) | "
-          f"{results['joint']['round_robin']['seconds']:.0f} s | "
-          f"{results['joint']['proportional']['seconds']:.0f} s |")
+    for key, unit in (("seconds", "s"), ("cpu_seconds", "CPU s")):
+        total = sum(r[key] for r in results["single"].values())
+        print(f"| training {unit} | {total:.0f} (four runs) | "
+              + " | ".join(f"{results['joint'][v][key]:.0f}" for v in variants) + " |")
     print(f"\nspeed, model only, batch {args.batch}, {args.size} px, {one[0].threads} threads: "
-          f"one multi-head file {m:.1f} img/s, four single-task files {s:.1f} img/s "
+          f"one multi-head file ({fastest}) {m:.1f} img/s, four single-task files {s:.1f} img/s "
           f"({m / s:.2f}x)")
 
 

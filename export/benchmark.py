@@ -287,7 +287,7 @@ def _torch_runner(checkpoint: str | Path, batch: np.ndarray,
     model, cfg, task, names = model_from_checkpoint(checkpoint)
     _check_same_model(checkpoint, (task.name, tuple(names), cfg.data.image_size), predictor)
     threads, provider = predictor.threads, predictor.provider
-    wrapper = ExportWrapper(model, output_names(model, task.spec, cfg.data.image_size)).eval()
+    wrapper = ExportWrapper(model, output_names(model, cfg.data.image_size)).eval()
     device = torch.device("cpu" if provider == CPU or not torch.cuda.is_available() else "cuda")
     wrapper.to(device)
     tensor = torch.from_numpy(batch)

@@ -4,8 +4,8 @@ Registered as the ``.onnx`` entry of the ``vision_tasks.evaluators`` group. The 
 the metric are the training side's (the same ``data.val`` loader and the task's
 :class:`~vision_tasks.task_api.Evaluator` as ``val best.pt``); only the model is the ONNX
 graph, run by onnxruntime through :class:`vision_tasks.export.runtime.Predictor`. The training config
-comes from the model's metadata, so ``--set data.val=DIR`` points it at other data. A
-multi-head file is scored head by head, each on its own ``val`` set.
+comes from the model's metadata, so ``--set data.val=DIR`` points it at other data. Every
+head of the file is scored on its own ``val`` set (a single-task file: its one head).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from vision_tasks.config import Config, apply_overrides, config_from_dict
-from vision_tasks.contract import OUTPUT_SEPARATOR
-from vision_tasks.engine.evaluate import make_loader, score_batches
-from vision_tasks.engine.multi import HeadData, HeadEvaluators, evaluate_heads, head_data
+from vision_tasks.config import apply_overrides, config_from_dict
+from vision_tasks.contract import ModelMetadata
+from vision_tasks.engine.evaluate import score_batches
+from vision_tasks.engine.heads import HeadData, evaluate_heads, head_data
 from vision_tasks.errors import ConfigError
 from vision_tasks.task_api import Evaluator, get_task
 
@@ -37,40 +37,27 @@ def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None
     if (cfg.data.image_size, cfg.data.image_size) != meta.input_size:
         raise ConfigError(f"{path}: data.image_size={cfg.data.image_size} but the graph's input is "
                           f"{meta.input_size[0]}x{meta.input_size[1]}; drop that --set")
-    if meta.is_multi_head:
-        return _evaluate_heads(predictor, cfg, batch_size, progress)
-    task = get_task(meta.task)
-    names = list(meta.class_names)
-    dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
-    loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
-    return score_batches(_runner(predictor), task, loader, names, progress, _desc(predictor))
-
-
-def _evaluate_heads(predictor: Predictor, cfg: Config, batch_size: int | None,
-                    progress: bool) -> tuple[dict[str, Any], HeadEvaluators]:
-    """Every head of a multi-head file on its own ``val`` set (its outputs from one run of
-    the whole graph)."""
-    meta = predictor.metadata
-    tasks = {name: get_task(head.task) for name, head in meta.heads.items()}
-    heads = head_data(cfg, tasks, {name: list(h.class_names) for name, h in meta.heads.items()},
+    heads_meta = meta.head_views()
+    tasks = {name: get_task(head.task) for name, head in heads_meta.items()}
+    heads = head_data(cfg, tasks, {name: list(h.class_names) for name, h in heads_meta.items()},
                       batch_size or cfg.train.batch_size, train=False)
 
     def run(name: str, head: HeadData) -> tuple[dict[str, Any], Evaluator]:
-        return score_batches(_runner(predictor, name), head.task, head.val, head.class_names,
-                             progress, f"{_desc(predictor)} {name}")
+        desc = _desc(predictor) if cfg.single_task else f"{_desc(predictor)} {name}"
+        return score_batches(_runner(predictor, meta, name), head.task, head.val, head.class_names,
+                             progress, desc)
 
-    return evaluate_heads(run, heads)
+    return evaluate_heads(run, heads, cfg.single_task)
 
 
-def _runner(predictor: Predictor, head: str | None = None
+def _runner(predictor: Predictor, meta: ModelMetadata, head: str
             ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    """uint8 [N, 3, S, S] images -> the graph's outputs (of ``head`` only, unprefixed)."""
-    prefix = head + OUTPUT_SEPARATOR if head else ""
+    """uint8 [N, 3, S, S] images -> the outputs of ``head``, under the task's own names."""
+    names = {meta.output_name(head, out): out for out in meta.head_views()[head].outputs}
 
     def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:
         nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()  # uint8 [N, 3, S, S] -> [N, S, S, 3]
-        return {k.removeprefix(prefix): torch.from_numpy(v) for k, v in predictor.run(nhwc).items()
-                if k.startswith(prefix)}
+        return {names[k]: torch.from_numpy(v) for k, v in predictor.run(nhwc).items() if k in names}
 
     return predict
 

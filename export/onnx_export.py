@@ -47,21 +47,12 @@ from vision_tasks.contract import (
     MULTI_HEAD_VERSION,
     MULTI_TASK,
     ModelMetadata,
-    head_output,
 )
-from vision_tasks.engine.checkpoint import (
-    HeadInfo,
-    checkpoint_config,
-    load_checkpoint,
-    model_from_state,
-    multi_model_from_state,
-)
+from vision_tasks.engine.checkpoint import HeadInfo, load_model
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
-from vision_tasks.models.model import TaskModel
-from vision_tasks.models.multi import HeadView, MultiTaskModel
-from vision_tasks.task_api import Task
-from vision_tasks.task_spec import TaskSpec
+from vision_tasks.models.model import VisionModel
+from vision_tasks.task_spec import TaskSpec, get_spec
 
 from .parity import MetricReport, ParityReport, check_images, check_int8_metrics, check_parity
 from .quant_graph import weight_layers
@@ -82,7 +73,7 @@ class ExportWrapper(nn.Module):
     (labels, counts) are int64.
     """
 
-    def __init__(self, model: TaskModel | MultiTaskModel, output_names: tuple[str, ...],
+    def __init__(self, model: nn.Module, output_names: tuple[str, ...],
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.model, self.dtype = model, dtype
@@ -95,16 +86,32 @@ class ExportWrapper(nn.Module):
                      else outputs[name].long() for name in self.output_names)
 
 
-def output_names(model: TaskModel, spec: TaskSpec, size: int) -> tuple[str, ...]:
-    """The names the model's post-processing returns, in the order of the task's spec
-    (checked against it)."""
+def output_names(model: VisionModel, size: int) -> tuple[str, ...]:
+    """The contract's output names of ``model``: each head's, in the order of its task's
+    spec (checked against what its post-processing returns), under
+    :meth:`VisionModel.output_name <vision_tasks.models.model.VisionModel.output_name>`."""
+    return tuple(model.output_name(head, name) for head, names in _head_outputs(model, size).items()
+                 for name in names)
+
+
+def _head_outputs(model: VisionModel, size: int) -> dict[str, tuple[str, ...]]:
+    """Each head's bare output names, in its spec's order, checked against its
+    post-processing."""
+    out = {}
     with torch.no_grad():
-        produced = model.postprocess(model(torch.zeros(2, 3, size, size)))
-    expected = spec.output_names
-    if set(produced) != set(expected):
-        raise ExportError(f"task '{spec.name}' post-processing returns {sorted(produced)}, "
-                          f"but its spec declares the outputs {list(expected)}")
-    return expected
+        raw = model(torch.zeros(2, 3, size, size))
+    for head, outputs in raw.items():
+        spec = _spec(model, head)
+        produced = model.heads[head].postprocess(outputs)
+        if set(produced) != set(spec.output_names):
+            raise ExportError(f"task '{spec.name}' post-processing returns {sorted(produced)}, "
+                              f"but its spec declares the outputs {list(spec.output_names)}")
+        out[head] = spec.output_names
+    return out
+
+
+def _spec(model: VisionModel, head: str) -> TaskSpec:
+    return get_spec(model.tasks[head])
 
 
 def build_metadata(spec: TaskSpec, cfg: Config, class_names: list[str], names: tuple[str, ...],
@@ -155,25 +162,40 @@ def _to_onnx(wrapper: ExportWrapper, sample: Tensor, opset: int,
         return onnx.load_from_string(buffer.getvalue())
 
 
-def export_model(model: TaskModel, task: Task, cfg: Config, class_names: list[str], *,
+def export_model(model: VisionModel, cfg: Config, heads: dict[str, HeadInfo], *,
                  opset: int = DEFAULT_OPSET, fp16: bool = False,
-                 category_ids: list[int | None] | None = None,
                  int8: Calibration | None = None) -> onnx.ModelProto:
-    """The contract's ONNX graph of ``model`` (in eval mode, on the CPU), metadata included
-    (``category_ids``: the original id of each class, as the checkpoint recorded them),
-    checked by ``onnx.checker``; quantized with the ``int8`` calibration when given."""
-    return _precisions(model, task, cfg, class_names, opset, fp16, category_ids, int8)[-1]
+    """The contract's ONNX graph of ``model`` (in eval mode, on the CPU): one input, every
+    head's outputs and post-processing, metadata included (each head's classes and original
+    category ids from ``heads``), checked by ``onnx.checker``; quantized with the ``int8``
+    calibration when given. A single-task model's file is contract version 1 (bare output
+    names, the head's metadata at the top), a multi-head model's version 2 (``heads``)."""
+    return _precisions(model, cfg, heads, opset, fp16, int8)[-1]
 
 
-def _precisions(model: TaskModel, task: Task, cfg: Config, class_names: list[str], opset: int,
-                fp16: bool, category_ids: list[int | None] | None, int8: Calibration | None
-                ) -> tuple[onnx.ModelProto, ...]:
+def _precisions(model: VisionModel, cfg: Config, heads: dict[str, HeadInfo], opset: int,
+                fp16: bool, int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
     """:func:`export_model`'s graph; with ``int8``, the fp32 graph and its quantized copy."""
     model = model.eval().cpu().float()
-    names = output_names(model, task.spec, cfg.data.image_size)
-    proto, sample_outputs, layers = _trace(model, names, cfg.data.image_size, opset, fp16,
-                                           task.onnx_translations, task.name)
-    meta = build_metadata(task.spec, cfg, class_names, names, sample_outputs, category_ids)
+    size = cfg.data.image_size
+    per_head = _head_outputs(model, size)
+    names = output_names(model, size)
+    translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
+    what = next(iter(heads.values())).task.name if cfg.single_task else "multi-head"
+    proto, sample_outputs, layers = _trace(model, names, size, opset, fp16, translations, what)
+    by_name = dict(zip(names, sample_outputs, strict=True))
+    head_cfgs = cfg.head_configs()
+    head_meta = {name: build_metadata(info.task.spec, head_cfgs[name], info.class_names,
+                                      per_head[name],
+                                      tuple(by_name[model.output_name(name, o)] for o in per_head[name]),
+                                      info.category_ids)
+                 for name, info in heads.items()}
+    if cfg.single_task:  # contract version 1: the one head's metadata is the file's
+        (meta,) = head_meta.values()
+    else:
+        meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,
+                             contract_version=MULTI_HEAD_VERSION, package_version=__version__,
+                             config=cfg.to_dict(), heads=head_meta)
     return _with_int8(proto, meta, layers, fp16, int8)
 
 
@@ -195,39 +217,6 @@ def _precision(meta: ModelMetadata, precision: str,
     if calibration is not None:
         extra["calibration"] = calibration.metadata()
     return replace(meta, extra=extra)
-
-
-def export_multi_model(model: MultiTaskModel, cfg: Config, heads: dict[str, HeadInfo], *,
-                       opset: int = DEFAULT_OPSET, fp16: bool = False,
-                       int8: Calibration | None = None) -> onnx.ModelProto:
-    """One ONNX graph of every head of ``model``: one input, each head's outputs under
-    ``<head>.<output>``, each head's post-processing inside; contract version 2 metadata
-    (``heads``: each head's task, classes, outputs and thresholds); quantized with the
-    ``int8`` calibration when given."""
-    return _multi_precisions(model, cfg, heads, opset, fp16, int8)[-1]
-
-
-def _multi_precisions(model: MultiTaskModel, cfg: Config, heads: dict[str, HeadInfo], opset: int,
-                      fp16: bool, int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
-    """:func:`export_multi_model`'s graph; with ``int8``, the fp32 graph and its quantized copy."""
-    model = model.eval().cpu().float()
-    size = cfg.data.image_size
-    per_head = {name: output_names(HeadView(model, name), info.task.spec, size)
-                for name, info in heads.items()}
-    names = tuple(head_output(head, out) for head, outs in per_head.items() for out in outs)
-    translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
-    proto, sample_outputs, layers = _trace(model, names, size, opset, fp16, translations,
-                                           "multi-head")
-    by_name = dict(zip(names, sample_outputs, strict=True))
-    head_meta = {name: build_metadata(info.task.spec, cfg.for_head(name), info.class_names,
-                                      per_head[name],
-                                      tuple(by_name[head_output(name, o)] for o in per_head[name]),
-                                      info.category_ids)
-                 for name, info in heads.items()}
-    meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,
-                         contract_version=MULTI_HEAD_VERSION, package_version=__version__,
-                         config=cfg.to_dict(), heads=head_meta)
-    return _with_int8(proto, meta, layers, fp16, int8)
 
 
 def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int, fp16: bool,
@@ -326,22 +315,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     if int8 and (fp16 or opset < DYNAMO_MIN_OPSET):
         raise ExportError("--int8 needs the default exporter (opset >= 18) and excludes --fp16")
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    state = load_checkpoint(checkpoint)
     out = Path(out) if out is not None else default_output(checkpoint, precision)
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    multi = checkpoint_config(state, checkpoint).heads
-    if multi:
-        model, cfg, heads = multi_model_from_state(state, checkpoint)
-        first = next(iter(heads))  # the checks and the calibration use the first head's data
-        check_cfg, task, names = cfg.for_head(first), heads[first].task, heads[first].class_names
-    else:
-        model, cfg, task, names = model_from_state(state, checkpoint)
-        check_cfg = cfg
+    loaded = load_model(checkpoint)
+    model, cfg = loaded.model, loaded.cfg
+    first, head = loaded.first  # the checks and the calibration use the first head's data
+    check_cfg, task, names = cfg.head_configs()[first], head.task, head.class_names
     calib = (calibration_images(check_cfg, task, names, calibration, calibration_count,
                                 calibration_method) if int8 else None)
-    protos = (_multi_precisions(model, cfg, heads, opset, fp16, calib) if multi else
-              _precisions(model, task, cfg, names, opset, fp16, state.get("category_ids"), calib))
+    protos = _precisions(model, cfg, loaded.heads, opset, fp16, calib)
     proto = protos[-1]
     meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(out))
     data = proto.SerializeToString()

@@ -31,7 +31,7 @@ def train_one_step(model: nn.Module) -> float:
     labels = torch.tensor([0, 1, 2, 0])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model.train()
-    loss = nn.functional.cross_entropy(model(images), labels)
+    loss = nn.functional.cross_entropy(model(images)["classify"], labels)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -85,7 +85,7 @@ def test_lenet5_takes_the_backbone_activation_and_pool(act: str) -> None:
     leaky = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
     assert all(m.negative_slope == 0.1 for m in leaky)
     with torch.no_grad():
-        assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+        assert model.eval()(torch.zeros(2, 3, 32, 32))["classify"].shape == (2, 3)
 
 
 def test_maxout_keeps_the_larger_of_each_pair_of_channels() -> None:

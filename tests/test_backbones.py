@@ -92,7 +92,7 @@ def test_frozen_backbone_is_unchanged_by_training_steps(tiny_classify_data, tiny
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model.train()
     for _ in range(3):
-        loss = model(torch.rand(8, 3, 32, 32) * 255).logsumexp(dim=1).mean()
+        loss = model(torch.rand(8, 3, 32, 32) * 255)["classify"].logsumexp(dim=1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

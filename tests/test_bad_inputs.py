@@ -91,8 +91,8 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_g
     build_loss = task.build_loss
     steps = {"n": 0}
 
-    def poisoned(cfg, num_classes):  # NaN from the 2nd step of epoch 2 (5 steps an epoch)
-        loss = build_loss(cfg, num_classes)
+    def poisoned(cfg, head):  # NaN from the 2nd step of epoch 2 (5 steps an epoch)
+        loss = build_loss(cfg, head)
 
         def forward(outputs, targets):
             steps["n"] += 1

@@ -192,9 +192,9 @@ def test_detect_with_an_fpn_neck_builds_runs_forward_loss_and_a_training_step(tm
     model = build_model(cfg, task, len(dataset.class_names)).train()
     necks = [m for m in model.modules() if getattr(m, "kind", None) in ("fpn", "pan")]
     assert [n.kind for n in necks] == ["fpn"]
-    loss_fn = task.build_loss(cfg, len(dataset.class_names))
+    loss_fn = task.build_loss(cfg, model.head)
     optimizer = build_optimizer(model, cfg.train)
-    loss, parts = loss_fn(model(images.float()), targets)
+    loss, parts = loss_fn(model(images.float())["detect"], targets)
     assert loss.ndim == 0 and torch.isfinite(loss) and parts
     before = [p.detach().clone() for p in model.parameters()]
     optimizer.zero_grad()

@@ -143,7 +143,7 @@ def test_val_on_the_onnx_file_matches_the_checkpoint_top1(exported, tiny_classif
 
 def test_output_names_follow_the_contract(tiny_classify_run):
     model, _, task, _ = model_from_checkpoint(tiny_classify_run.best)
-    assert output_names(model, task.spec, 32) == ("scores",)
+    assert output_names(model, 32) == ("scores",)
 
 
 def test_export_of_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -47,13 +47,13 @@ def confident_run(tiny_classify_run, tiny_classify_data: Path, tmp_path_factory)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
     for _ in range(60):
-        loss = torch.nn.functional.cross_entropy(model(images.float()), targets)
+        loss = torch.nn.functional.cross_entropy(model(images.float())["classify"], targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        assert (model(images.float()).argmax(1) == targets).all()
+        assert (model(images.float())["classify"].argmax(1) == targets).all()
     state = load_checkpoint(tiny_classify_run.best)
     state["model"], state["ema"] = model.state_dict(), None
     state["config"]["data"]["val"] = str(tiny_classify_data / "train")
@@ -156,7 +156,7 @@ def test_weight_layers_skip_box_decoding_and_mask_assembly(tmp_path):
                       "model.head.proto_channels=16", "model.head.coef_hidden=16",
                       "data.image_size=32")
     model = build_model(cfg, task, 5).eval()
-    names = output_names(model, task.spec, 32)
+    names = output_names(model, 32)
     proto = _to_onnx(ExportWrapper(model, names).eval(), torch.zeros(2, 32, 32, 3, dtype=torch.uint8),
                      18, task.onnx_translations)
     layers = set(weight_layers(proto))
@@ -235,7 +235,11 @@ def test_bf16_training_of_a_tiny_model_moves_the_loss(tiny_classify_data, tiny_c
     cpu = torch.device("cpu")
     state = TrainState.start(model, cfg.train, 40, torch.bfloat16, cpu)
     settings = StepSettings(cpu, torch.bfloat16, cfg.train.grad_clip)
-    criterion = task.build_loss(cfg, 5)
+    loss = task.build_loss(cfg, model.head)
+
+    def criterion(outputs, targets):
+        return loss(outputs["classify"], targets)
+
     losses = [train_step(state, images.float(), targets, criterion, settings)[0] for _ in range(30)]
     assert seen[0] == torch.bfloat16  # the forward pass ran in bf16...
     assert all(loss.dtype == torch.float32 for loss in losses)  # ...the loss in fp32

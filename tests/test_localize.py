@@ -45,7 +45,7 @@ def test_head_outputs_one_box_in_input_pixels_and_postprocess_clips_it(shapes: P
     cfg = tiny_config(shapes)
     model = build_model(cfg, TASK, num_classes=5).eval()
     with torch.no_grad():
-        outputs = model(torch.rand(3, 3, 32, 32) * 255)
+        outputs = model(torch.rand(3, 3, 32, 32) * 255)["localize"]
         torch.nn.init.constant_(model.head.box.bias, 3.0)  # centre and size near 1: box past the edge
         wide = model.postprocess(model(torch.rand(2, 3, 32, 32) * 255))
     assert outputs["logits"].shape == (3, 5) and outputs["boxes"].shape == (3, 4)
@@ -76,7 +76,8 @@ def test_postprocess_exports_with_a_dynamic_batch_and_no_data_dependent_branches
 
 
 def test_loss_has_class_l1_and_giou_parts_and_is_zero_for_a_perfect_box(shapes: Path) -> None:
-    loss = TASK.build_loss(tiny_config(shapes, "loss.cls=0"), 5)
+    cfg = tiny_config(shapes, "loss.cls=0")
+    loss = TASK.build_loss(cfg, build_model(cfg, TASK, 5).head)
     boxes = torch.tensor([[2.0, 3.0, 20.0, 30.0]])
     outputs = {"logits": torch.zeros(1, 5), "boxes": boxes}
     total, parts = loss(outputs, {"labels": torch.tensor([1]), "boxes": boxes.clone()})

@@ -211,6 +211,8 @@ def test_onnx_masks_match_pytorch_for_batch_1_and_7(tiny_segment_data: Path) -> 
     import onnxruntime as ort
     from vision_tasks.export.onnx_export import ExportWrapper, export_model
 
+    from vision_tasks.engine.checkpoint import HeadInfo
+
     cfg = tiny_segment_config(tiny_segment_data, "model.head.score_threshold=0.3",
                               "model.head.max_detections=10")
     torch.manual_seed(0)
@@ -219,7 +221,7 @@ def test_onnx_masks_match_pytorch_for_batch_1_and_7(tiny_segment_data: Path) -> 
         for branch in model.head.head.cls_branches:  # spread the untrained scores over (0, 1)
             branch[-1].weight.mul_(30.0)
             branch[-1].bias.zero_()
-    proto = export_model(model, TASK, cfg, [f"c{i}" for i in range(5)])
+    proto = export_model(model, cfg, {"segment": HeadInfo(TASK, [f"c{i}" for i in range(5)], None)})
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     assert names == ["boxes", "scores", "labels", "num_detections", "masks"]

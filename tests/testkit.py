@@ -60,11 +60,11 @@ def overfit(cfg, task, items: int, steps: int,
     dataset = task.build_dataset(cfg, "train", train=False)
     images, targets = task.collate([dataset[i] for i in range(items)])
     model = build_model(cfg, task, 5).train()
-    loss_fn = task.build_loss(cfg, 5)
+    loss_fn = task.build_loss(cfg, model.head)
     opt = build_optimizer(model, cfg.train)
     values, parts = [], {}
     for _ in range(steps):
-        loss, parts = loss_fn(model(images.float()), targets)
+        loss, parts = loss_fn(model(images.float())[task.name], targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -82,9 +82,9 @@ def first_item_losses(cfg, task, change: Callable[[dict], dict]) -> tuple[dict, 
     torch.manual_seed(0)
     images, targets = task.collate([task.build_dataset(cfg, "train", train=False)[0]])
     model = build_model(cfg, task, 5).eval()
-    loss_fn = task.build_loss(cfg, 5)
+    loss_fn = task.build_loss(cfg, model.head)
     with torch.no_grad():
-        outputs = model(images.float())
+        outputs = model(images.float())[task.name]
         return loss_fn(outputs, targets)[1], loss_fn(outputs, change(targets))[1]
 
 

@@ -19,10 +19,9 @@ import importlib.util
 import os
 import subprocess
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
-from vision_tasks import __version__
+from vision_tasks import __version__, plugins
 from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
@@ -204,7 +203,7 @@ def _depth_arg(text: str) -> int | str:
 
 
 def _evaluators() -> dict[str, object]:
-    return {ep.name: ep for ep in entry_points(group="vision_tasks.evaluators")}
+    return plugins.plugins(plugins.EVALUATORS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_track_eval(verbs)
 
-    for ep in entry_points(group="vision_tasks.commands"):
+    for ep in plugins.plugins(plugins.COMMANDS).values():
         ep.load()(verbs)
     return parser
 

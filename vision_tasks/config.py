@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from vision_tasks import plugins
+from vision_tasks.configs import resolve
 from vision_tasks.errors import ConfigError
 from vision_tasks.fileio import atomic_write_text
 from vision_tasks.task_spec import get_spec
@@ -58,6 +59,9 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     # Validated against the task's HeadConfig dataclass.
     head: Any = field(default_factory=dict)
+    # Multi-head models: heads whose necks are alike (e.g. a detect and a segment head with the
+    # same head.neck and head.channels) run one neck, so the second head costs its head only.
+    share_neck: bool = False
 
 
 @dataclass
@@ -162,7 +166,24 @@ class Config:
         out = dataclasses.asdict(self)
         if not self.heads:  # a single-task config reads as it always did
             del out["heads"]
+        if not self.model.share_neck:  # files of models without it read as they always did
+            del out["model"]["share_neck"]
         return out
+
+    @property
+    def single_task(self) -> bool:
+        """A config without a ``heads`` section: one head, named after its task, whose files
+        keep the single-task layout (checkpoint keys ``head.*``, unprefixed ONNX outputs,
+        contract version 1)."""
+        return not self.heads
+
+    def head_configs(self) -> dict[str, Config]:
+        """Every head's single-task view, by head name, in the config's order: ``{task:
+        self}`` for a single-task config, :meth:`for_head` of each head otherwise. The one
+        way the model, the trainer, the evaluator and the exporter walk a config's heads."""
+        if self.single_task:
+            return {self.task: self}
+        return {name: self.for_head(name) for name in self.heads}
 
     def for_head(self, name: str) -> Config:
         """The single-task config of head ``name`` of a multi-head config: the shared
@@ -341,6 +362,43 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+BASE_KEY = "base"
+"""A config file's ``base: NAME`` builds on another: a ready config's name (``detect``) or a
+YAML file (a path relative to the file that names it). The file's keys are laid over the
+base's: mappings merge key by key, any other value (a list, a number, null) replaces the
+base's. A base may have its own base; the run folder's ``config.yaml`` is the resolved whole."""
+
+
+def read_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """:func:`read_yaml` of ``path`` with its ``base`` chain resolved (see :data:`BASE_KEY`)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    base = raw.pop(BASE_KEY, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY}: expected the name of a ready config or a YAML "
+                          f"file, got {base!r}")
+    relative = path.parent / base
+    base_path = relative if relative.is_file() else resolve(base)
+    chain = (*_chain, path.resolve())
+    if base_path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, base_path))
+        raise ConfigError(f"{path}: {BASE_KEY}: configs build on each other in a circle ({names}); "
+                          "break the circle")
+    return _merge(read_config_file(base_path, chain), raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     """Validate a raw mapping into a :class:`Config`, including task-owned sections."""
     if raw.get("heads"):
@@ -425,7 +483,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     raw: dict[str, Any] = dict(base or {})
     source = "<config>"
     if path is not None:
-        raw = read_yaml(path)
+        raw = read_config_file(path)
         source = str(path)
     if overrides:
         apply_overrides(raw, overrides)

@@ -57,6 +57,10 @@ def head_output(head: str, output: str) -> str:
     return f"{head}{OUTPUT_SEPARATOR}{output}"
 
 INPUT_NAME = "images"
+MASK_STRIDE = 4
+"""Input pixels per pixel of the segment contract's ``masks`` ``[N, K, H/4, W/4]``: the
+resolution the masks are learnt at (the data's mask targets), predicted at (the prototype
+net) and delivered at (the ONNX output)."""
 
 DEFAULT_SCORE_THRESHOLD = 0.25
 """The runtime leaves out detections (detect, segment) scoring below this by default.
@@ -118,6 +122,15 @@ class ModelMetadata:
     @property
     def is_multi_head(self) -> bool:
         return self.task == MULTI_TASK
+
+    def head_views(self) -> dict[str, ModelMetadata]:
+        """Every head's metadata by head name: a multi-head file's ``heads``, a single-task
+        file (contract version 1) as one head named after its task."""
+        return dict(self.heads) if self.is_multi_head else {self.task: self}
+
+    def output_name(self, head: str, output: str) -> str:
+        """The graph's name of output ``output`` of head ``head`` (bare in a single-task file)."""
+        return head_output(head, output) if self.is_multi_head else output
 
     @property
     def version_needed(self) -> int:

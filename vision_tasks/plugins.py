@@ -51,6 +51,12 @@ def load(group: str, name: str, kind: str) -> Any:
     return found[name].load()
 
 
+def resolve(reference: str) -> Any:
+    """The object a ``"package.module:attribute"`` reference names, imported on demand (a
+    task spec's ``training`` side: torch is imported only when it is asked for)."""
+    return EntryPoint(name=reference, value=reference, group="").load()
+
+
 def unknown_name_message(kind: str, name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(name), choices, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""

@@ -86,8 +86,10 @@ class Task(ABC):
         ``feature_shapes``: ``[C, H, W]`` of each stage for ``data.image_size`` inputs)."""
 
     @abstractmethod
-    def build_loss(self, cfg: Config, num_classes: int) -> nn.Module:
-        """``loss(raw_outputs, targets) -> (total, {"part": value, ...})``."""
+    def build_loss(self, cfg: Config, head: TaskHead) -> nn.Module:
+        """``loss(raw_outputs, targets) -> (total, {"part": value, ...})`` of the built
+        ``head`` (:meth:`build_head`'s): whatever the loss needs of the head's geometry
+        (strides, anchor points, mask stride) it takes from ``head`` here, once."""
 
     @abstractmethod
     def make_evaluator(self, class_names: list[str],

@@ -17,7 +17,6 @@ Tasks are found through the entry-point group ``vision_tasks.tasks`` (see
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -83,8 +82,7 @@ class TaskSpec:
 
     def load_training(self) -> Any:
         """The training side (imports torch)."""
-        module, _, attribute = self.training.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return plugins.resolve(self.training)
 
 
 def task_names() -> list[str]:

@@ -134,7 +134,7 @@ class ClassifyTask(Task):
         channels, height, width = feature_shapes[-1]
         return ClassifyHead(channels, height, width, num_classes, cfg.model.head)
 
-    def build_loss(self, cfg, num_classes):
+    def build_loss(self, cfg, head):
         return ClassifyLoss(cfg.loss.label_smoothing)
 
     def make_evaluator(self, class_names, category_ids):

@@ -5,7 +5,7 @@ Every point of every pyramid level predicts class logits and, for each side of i
 level's stride (Generalized Focal Loss, Li et al., 2020); the box is the distribution's
 mean. Points are cell centres, so a box is decoded as ``(cx - l*s, cy - t*s, cx + r*s,
 cy + b*s)`` in input pixels. Nothing here depends on the batch size, and the decoding is
-a softmax, a matmul and additions, all of which export cleanly to ONNX.
+a softmax, a product, a sum and additions, all of which export cleanly to ONNX.
 """
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ class DenseDetectHead(nn.Module):
 
     - ``cls``: float ``[N, A, C]`` class logits (sigmoid gives per-class scores);
     - ``dist``: float ``[N, A, 4, reg_max]`` logits of each side's distance distribution;
-    - ``boxes``: float ``[N, A, 4]`` decoded ``(x1, y1, x2, y2)`` in input pixels, unclipped;
-    - ``points`` ``[A, 2]`` and ``point_strides`` ``[A]``: where each point is (the loss
-      encodes its targets around them).
+    - ``boxes``: float ``[N, A, 4]`` decoded ``(x1, y1, x2, y2)`` in input pixels, unclipped.
 
-    ``bounds`` ``[4]`` = (W, H, W, H) of the input, which the post-processing clips to.
+    Its buffers ``points`` ``[A, 2]`` and ``point_strides`` ``[A]`` say where each point is
+    (the loss, built with the head, encodes its targets around them); ``bounds`` ``[4]`` =
+    (W, H, W, H) of the input, which the post-processing clips to.
     """
 
     def __init__(self, channels: int, shapes: list[tuple[int, int]], strides: list[int],
@@ -119,8 +119,7 @@ class DenseDetectHead(nn.Module):
         # an exported float32 graph).
         distances = (dist_logits.float().softmax(dim=-1) * self.bins).sum(dim=-1)  # [N, A, 4]
         boxes = decode_distances(distances, self.points, self.point_strides)
-        return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes, "points": self.points,
-                "point_strides": self.point_strides}
+        return {"cls": cls_logits, "dist": dist_logits, "boxes": boxes}
 
 
 class Detector(TaskHead):

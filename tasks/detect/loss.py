@@ -17,7 +17,7 @@ from torchvision.ops import complete_box_iou_loss
 
 from . import DetectLossConfig
 from .assigner import Assignment, points_in_boxes, task_aligned_assign
-from .head import encode_distances
+from .head import DenseDetectHead, encode_distances
 
 
 def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -37,19 +37,31 @@ class DetectLoss(nn.Module):
     """``loss(outputs, targets) -> (total, {"cls", "box", "dfl"})``.
 
     ``outputs``: the head's dict (``cls`` [N, A, C], ``dist`` [N, A, 4, R], ``boxes``
-    [N, A, 4], ``points``, ``point_strides``). ``targets``: ``labels`` int64 [N, M] (-1 =
-    padding), ``boxes`` float [N, M, 4] and ``crowd`` float [N, K, 4] (x1, y1, x2, y2 input
-    pixels; zero boxes are padding).
+    [N, A, 4]). ``targets``: ``labels`` int64 [N, M] (-1 = padding), ``boxes`` float
+    [N, M, 4] and ``crowd`` float [N, K, 4] (x1, y1, x2, y2 input pixels; zero boxes are
+    padding). ``head``: the dense head the loss trains; its anchor points and their strides
+    are where the targets are encoded.
     """
 
-    def __init__(self, cfg: DetectLossConfig, num_classes: int) -> None:
+    def __init__(self, cfg: DetectLossConfig, head: DenseDetectHead) -> None:
         super().__init__()
         self.cfg = cfg
+        self.head = [head]  # a reference, not a submodule: the model owns the head
+
+    @property
+    def points(self) -> Tensor:
+        """Anchor points ``[A, 2]`` (x, y) input pixels."""
+        return self.head[0].points
+
+    @property
+    def point_strides(self) -> Tensor:
+        """Each point's stride ``[A]``."""
+        return self.head[0].point_strides
 
     def assign(self, outputs: dict, targets: dict) -> Assignment:
         """Which points learn which object (task-aligned, on the detached predictions)."""
         return task_aligned_assign(outputs["cls"].detach().sigmoid(), outputs["boxes"].detach(),
-                                   outputs["points"], outputs["point_strides"], targets["labels"],
+                                   self.points, self.point_strides, targets["labels"],
                                    targets["boxes"].to(outputs["boxes"].dtype), self.cfg.topk,
                                    self.cfg.alpha, self.cfg.beta)
 
@@ -60,7 +72,7 @@ class DetectLoss(nn.Module):
                       ) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss for a given assignment (a mask branch built on top shares it)."""
         cls_logits, dist, boxes = outputs["cls"], outputs["dist"], outputs["boxes"]
-        points, strides = outputs["points"], outputs["point_strides"]
+        points, strides = self.points, self.point_strides
         fg = assign.foreground
         norm = assign.scores.sum().clamp(min=1.0)
         bce = F.binary_cross_entropy_with_logits(cls_logits, assign.scores, reduction="none")

@@ -38,8 +38,8 @@ class DetectTask(Task):
         neck, head, _ = neck_and_head(cfg, features, num_classes, feature_shapes)
         return Detector(neck, head, postprocess_settings(cfg.model.head))
 
-    def build_loss(self, cfg, num_classes):
-        return DetectLoss(cfg.loss, num_classes)
+    def build_loss(self, cfg, head):
+        return DetectLoss(cfg.loss, head.head)
 
     def make_evaluator(self, class_names, category_ids):
         return CocoEvaluator(class_names, category_ids)

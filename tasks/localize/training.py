@@ -159,7 +159,7 @@ class LocalizeTask(Task):
         size = cfg.data.image_size
         return LocalizeHead(channels, height, width, num_classes, (size, size), cfg.model.head)
 
-    def build_loss(self, cfg, num_classes):
+    def build_loss(self, cfg, head):
         size = cfg.data.image_size
         return LocalizeLoss(cfg.loss, (size, size))
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vision_tasks.contract import MASK_STRIDE
+from vision_tasks.errors import ConfigError
 from vision_tasks.models.layers import ConvBlock
 from vision_tasks.models.necks import PyramidNeck
 from vision_tasks.task_api import TaskHead
@@ -29,12 +31,13 @@ from .postprocess import assemble_masks
 
 
 class PrototypeNet(nn.Sequential):
-    """``[N, c_in, H/8, W/8] -> [N, num_protos, H/4, W/4]`` mask bases (linear output)."""
+    """``[N, c_in, H/s, W/s] -> [N, num_protos, H/4, W/4]`` mask bases (linear output), from
+    the finest neck map (stride ``s`` = ``4 * scale``; 8 with the default backbones)."""
 
-    def __init__(self, c_in: int, hidden: int, num_protos: int, act: str) -> None:
+    def __init__(self, c_in: int, hidden: int, num_protos: int, act: str, scale: int = 2) -> None:
         super().__init__(
             ConvBlock(c_in, hidden, 3, p=1, act=act),
-            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Upsample(scale_factor=float(scale), mode="nearest") if scale > 1 else nn.Identity(),
             ConvBlock(hidden, hidden, 3, p=1, act=act),
             nn.Conv2d(hidden, num_protos, 1),
         )
@@ -47,9 +50,8 @@ class Segmenter(TaskHead):
     ``dist``, ``boxes``, ``points``, ``point_strides``), plus
 
     - ``coef``: float ``[N, A, P]`` mask coefficients per point;
-    - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks (stride ``mask_stride``);
-    - ``mask_stride``: input pixels per prototype pixel (an int: where the prototypes lie,
-      as ``points`` says for the dense outputs).
+    - ``protos``: float ``[N, P, Hm, Wm]`` prototype masks at the contract's mask stride
+      (:data:`~vision_tasks.contract.MASK_STRIDE`, also :attr:`mask_stride`).
 
     :meth:`postprocess` applies the detector's settings, then assembles the kept masks.
     """
@@ -59,10 +61,16 @@ class Segmenter(TaskHead):
                  coef_hidden: int, depth: int, act: str) -> None:
         super().__init__()
         self.neck, self.head, self.settings = neck, head, settings
-        self.protonet = PrototypeNet(channels, proto_channels, num_protos, act)
+        if strides[0] % MASK_STRIDE:
+            raise ConfigError(f"model.backbone: the finest map segment uses has stride {strides[0]}; "
+                              f"masks are made at stride {MASK_STRIDE} from a map whose stride is "
+                              f"a multiple of it (8 with the default backbones): add stages or "
+                              "choose another backbone")
+        self.mask_stride = MASK_STRIDE
+        self.protonet = PrototypeNet(channels, proto_channels, num_protos, act,
+                                     strides[0] // MASK_STRIDE)
         self.coef_branches = nn.ModuleList(_Branch(channels, coef_hidden, num_protos, depth, act)
                                            for _ in strides)
-        self.mask_stride = strides[0] // 2
 
     def forward(self, features: list[Tensor]) -> dict:
         maps = self.neck(features)
@@ -70,7 +78,6 @@ class Segmenter(TaskHead):
         coef = [branch(x).flatten(2) for x, branch in zip(maps, self.coef_branches, strict=True)]
         out["coef"] = torch.cat(coef, dim=2).transpose(1, 2)  # [N, A, P]
         out["protos"] = self.protonet(maps[0])
-        out["mask_stride"] = self.mask_stride
         return out
 
     def postprocess(self, raw: dict) -> dict[str, Tensor]:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..detect.head import DenseDetectHead
 from ..detect.loss import DetectLoss
 from . import SegmentLossConfig
 from .postprocess import box_crop
@@ -22,16 +23,18 @@ from .postprocess import box_crop
 class SegmentLoss(nn.Module):
     """``loss(outputs, targets) -> (total, {"cls", "box", "dfl", "mask"})``.
 
-    ``outputs``: the :class:`~vision_tasks.tasks.segment.head.Segmenter` dict. ``targets``: those of
+    ``outputs``: the :class:`~vision_tasks.tasks.segment.head.Segmenter` dict; ``head`` and
+    ``mask_stride``: the built segmenter's dense head and prototype stride. ``targets``: those of
     :class:`~vision_tasks.tasks.detect.loss.DetectLoss` plus ``masks`` uint8 ``[N, M, Hm, Wm]`` (0..255,
     the visible part of each object at the prototypes' resolution) and ``mask_valid`` bool
     ``[N, M]`` (False: the object has no mask annotation).
     """
 
-    def __init__(self, cfg: SegmentLossConfig, num_classes: int) -> None:
+    def __init__(self, cfg: SegmentLossConfig, head: DenseDetectHead, mask_stride: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.detect = DetectLoss(cfg, num_classes)
+        self.detect = DetectLoss(cfg, head)
+        self.mask_stride = mask_stride
 
     def forward(self, outputs: dict, targets: dict) -> tuple[Tensor, dict[str, Tensor]]:
         assign = self.detect.assign(outputs, targets)
@@ -56,7 +59,7 @@ class SegmentLoss(nn.Module):
             logits = torch.cat([picked[image == i] @ flat[i] for i in range(protos.shape[0])])
             logits = logits.view(-1, hm, wm)
             target = targets["masks"][image, obj].float() / 255.0  # [P, Hm, Wm]
-            crop = box_crop(assign.boxes[image, point], hm, wm, float(outputs["mask_stride"]))
+            crop = box_crop(assign.boxes[image, point], hm, wm, float(self.mask_stride))
             bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
             area = crop.sum(dim=(1, 2)).clamp(min=1.0)
             loss_mask = ((bce * crop).sum(dim=(1, 2)) / area).mean()

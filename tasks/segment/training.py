@@ -26,14 +26,11 @@ class SegmentTask(DetectTask):
             if getattr(hc, key) < 1:
                 raise ConfigError(f"model.head.{key}: must be at least 1, got {getattr(hc, key)}")
         neck, head, strides = neck_and_head(cfg, features, num_classes, feature_shapes)
-        if strides[0] % 2:
-            raise ConfigError(f"model.backbone: the finest stage segment uses has stride "
-                              f"{strides[0]}; prototypes need an even stride (8 gives masks at H/4)")
         return Segmenter(neck, head, postprocess_settings(hc), strides, hc.channels, hc.num_protos,
                          hc.proto_channels, hc.coef_hidden, hc.depth, hc.activation)
 
-    def build_loss(self, cfg, num_classes):
-        return SegmentLoss(cfg.loss, num_classes)
+    def build_loss(self, cfg, head):
+        return SegmentLoss(cfg.loss, head.head, head.mask_stride)
 
     def make_evaluator(self, class_names, category_ids):
         return CocoEvaluator(class_names, category_ids, masks=True, mask_threshold=MASK_THRESHOLD)

@@ -26,6 +26,7 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from vision_tasks.contract import MASK_STRIDE
 from vision_tasks.data.bad_images import (
     Unreadable,
     WarnOnce,
@@ -46,7 +47,6 @@ warnings.filterwarnings("ignore", message="__array__ implementation doesn't acce
                         category=DeprecationWarning)
 
 MIN_BOX_SIDE = 1.0  # input pixels; smaller boxes (after letterbox / augmentation) are dropped
-MASK_STRIDE = 4  # input pixels per mask-target pixel (the segment contract's H/4)
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:

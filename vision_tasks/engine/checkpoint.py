@@ -3,10 +3,14 @@
 Contents (all plain tensors, numbers, strings, lists and dicts, so that
 ``torch.load(weights_only=True)`` reads them)::
 
-    format, version, package_version, task, class_names, config (resolved, as a dict),
-    model (state dict), ema (state dict or None), optimizer, scheduler, epoch
-    (last finished, 1-based), history (list of per-epoch metric rows), best_metric,
-    rng (torch CPU/CUDA generator states), ema_updates
+    format, version, package_version, the header (:func:`checkpoint_header`: task,
+    class_names, category_ids of a single-task model, or heads of a multi-head one; config,
+    resolved, as a dict), model (state dict), ema (state dict or None), optimizer,
+    scheduler, epoch (last finished, 1-based), history (list of per-epoch metric rows),
+    best_metric, rng (torch CPU/CUDA generator states), ema_updates
+
+Every checkpoint is read into one kind of model (:func:`load_model`): a backbone and its
+named heads.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from vision_tasks.config import Config, apply_overrides, config_from_dict
 from vision_tasks.engine.divergence import non_finite_tensors
 from vision_tasks.errors import CheckpointError
 from vision_tasks.fileio import atomic_path
-from vision_tasks.models.model import TaskModel, build_model
-from vision_tasks.models.multi import MultiTaskModel, build_multi_model
+from vision_tasks.models.model import VisionModel, build_vision_model
 from vision_tasks.models.weights import CHECKPOINT_FORMAT, load_model_weights, read_weights_file
 from vision_tasks.task_api import Task, get_task
 
@@ -58,56 +61,86 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: list[st
     return config_from_dict(raw, f"{path} (config inside the checkpoint)")
 
 
-def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None,
-                          use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
-    """Rebuild the model of a checkpoint (EMA weights when present), in eval mode."""
-    return model_from_state(load_checkpoint(path), path, overrides, use_ema)
-
-
-def model_from_state(ckpt: dict[str, Any], path: str | Path, overrides: list[str] | None = None,
-                     use_ema: bool = True) -> tuple[TaskModel, Config, Task, list[str]]:
-    """:func:`model_from_checkpoint` of a checkpoint already loaded from ``path``."""
-    cfg = checkpoint_config(ckpt, path, overrides)
-    if cfg.heads:
-        raise CheckpointError(f"{path}: a multi-head checkpoint ({', '.join(cfg.heads)}); this "
-                              "command takes a single-task one")
-    task = get_task(cfg.task)
-    if "class_names" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{path}: incomplete checkpoint (no class_names or model weights); "
-                              "pass RUN/weights/best.pt or last.pt from vision-tasks train")
-    names = list(ckpt["class_names"])
-    model = build_model(cfg, task, len(names), load_pretrained=False)
-    _load_weights(model, ckpt, path, use_ema)
-    return model.eval(), cfg, task, names
-
-
 @dataclass(frozen=True)
 class HeadInfo:
-    """One head of a multi-head checkpoint: its task (training side) and classes."""
+    """One head of a model: its task (training side) and classes."""
 
     task: Task
     class_names: list[str]
     category_ids: list[int | None] | None
 
 
-def multi_model_from_state(ckpt: dict[str, Any], path: str | Path,
-                           overrides: list[str] | None = None, use_ema: bool = True
-                           ) -> tuple[MultiTaskModel, Config, dict[str, HeadInfo]]:
-    """The model of a multi-head checkpoint (EMA weights when present), in eval mode, its
-    config and each head's task and classes, in the config's head order."""
-    cfg = checkpoint_config(ckpt, path, overrides)
+@dataclass
+class LoadedModel:
+    """A checkpoint's model (eval mode), its config and each head's task and classes, in the
+    config's head order (a single-task checkpoint: one head, named after its task)."""
+
+    model: VisionModel
+    cfg: Config
+    heads: dict[str, HeadInfo]
+
+    @property
+    def first(self) -> tuple[str, HeadInfo]:
+        """The first head (what the export's checks and the INT8 calibration use)."""
+        return next(iter(self.heads.items()))
+
+
+def checkpoint_header(cfg: Config, heads: dict[str, HeadInfo]) -> dict[str, Any]:
+    """What describes a model in its checkpoints, beside the weights: a single-task model
+    the layout of every release (``task``, ``class_names``, ``category_ids``), a multi-head
+    one ``heads`` = ``{name: {task, class_names, category_ids}}``; both with the config."""
+    if cfg.single_task:
+        ((_, head),) = heads.items()
+        return {"task": cfg.task, "class_names": list(head.class_names),
+                "category_ids": head.category_ids, "config": cfg.to_dict()}
+    return {"task": cfg.task, "config": cfg.to_dict(),
+            "heads": {n: {"task": h.task.name, "class_names": list(h.class_names),
+                          "category_ids": h.category_ids} for n, h in heads.items()}}
+
+
+def checkpoint_heads(ckpt: dict[str, Any], cfg: Config, path: str | Path) -> dict[str, HeadInfo]:
+    """Each head's task and classes, as :func:`checkpoint_header` wrote them."""
+    if cfg.single_task:
+        if "class_names" not in ckpt:
+            raise CheckpointError(f"{path}: incomplete checkpoint (no class_names); pass "
+                                  "RUN/weights/best.pt or last.pt from vision-tasks train")
+        return {cfg.task: HeadInfo(get_task(cfg.task), list(ckpt["class_names"]),
+                                   ckpt.get("category_ids"))}
     recorded = ckpt.get("heads")
-    if not cfg.heads or not isinstance(recorded, dict) or set(recorded) != set(cfg.heads):
-        raise CheckpointError(f"{path}: not a multi-head checkpoint (no heads section that "
-                              "matches its config); pass one from `vision-tasks compose` or a "
-                              "multi-head `train`")
-    heads = {name: HeadInfo(get_task(cfg.heads[name].task), list(recorded[name]["class_names"]),
-                            recorded[name].get("category_ids"))
-             for name in cfg.heads}
-    model = build_multi_model(cfg, {n: len(h.class_names) for n, h in heads.items()},
-                              load_pretrained=False)
+    if not isinstance(recorded, dict) or set(recorded) != set(cfg.heads):
+        raise CheckpointError(f"{path}: its heads section does not match its config's heads; "
+                              "pass a checkpoint from `vision-tasks compose` or a multi-head `train`")
+    return {name: HeadInfo(get_task(cfg.heads[name].task), list(recorded[name]["class_names"]),
+                           recorded[name].get("category_ids"))
+            for name in cfg.heads}
+
+
+def load_model(path: str | Path, overrides: list[str] | None = None, use_ema: bool = True,
+               state: dict[str, Any] | None = None) -> LoadedModel:
+    """Rebuild the model of the checkpoint at ``path`` (its EMA weights when present), in eval
+    mode, whatever its heads; ``state``: the checkpoint already read from ``path``."""
+    ckpt = load_checkpoint(path) if state is None else state
+    cfg = checkpoint_config(ckpt, path, overrides)
+    heads = checkpoint_heads(ckpt, cfg, path)
+    if "model" not in ckpt:
+        raise CheckpointError(f"{path}: incomplete checkpoint (no model weights); pass "
+                              "RUN/weights/best.pt or last.pt from vision-tasks train")
+    model = build_vision_model(cfg, {n: len(h.class_names) for n, h in heads.items()},
+                               load_pretrained=False)
     _load_weights(model, ckpt, path, use_ema)
-    return model.eval(), cfg, heads
+    return LoadedModel(model.eval(), cfg, heads)
+
+
+def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None,
+                          use_ema: bool = True) -> tuple[VisionModel, Config, Task, list[str]]:
+    """:func:`load_model` of a one-head checkpoint, as ``(model, config, task, class names)``
+    (what the commands that look at one head, such as ``filters``, take)."""
+    loaded = load_model(path, overrides, use_ema)
+    if len(loaded.heads) != 1:
+        raise CheckpointError(f"{path}: a model with {len(loaded.heads)} heads "
+                              f"({', '.join(loaded.heads)}); this command takes a one-head model")
+    (head,) = loaded.heads.values()
+    return loaded.model, loaded.cfg, head.task, head.class_names
 
 
 def _load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path,

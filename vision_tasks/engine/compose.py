@@ -20,12 +20,16 @@ import torch
 
 from vision_tasks.config import MULTI, Config, HeadData, HeadSection
 from vision_tasks.engine.checkpoint import (
+    HeadInfo,
     checkpoint_config,
+    checkpoint_header,
     load_checkpoint,
-    multi_model_from_state,
+    load_model,
     save_checkpoint,
 )
 from vision_tasks.errors import CheckpointError, ConfigError
+from vision_tasks.models.model import SINGLE_HEAD_PREFIX
+from vision_tasks.task_api import get_task
 
 BACKBONE_PREFIX = "backbone."
 
@@ -58,7 +62,7 @@ def compose_checkpoints(sources: list[str | Path], out: str | Path,
     states = [load_checkpoint(p) for p in paths]
     configs = [checkpoint_config(s, p) for s, p in zip(states, paths, strict=True)]
     for cfg, path in zip(configs, paths, strict=True):
-        if cfg.heads:
+        if not cfg.single_task:
             raise CheckpointError(f"{path}: already a multi-head checkpoint; compose single-task ones")
     names = list(names) if names else [cfg.task for cfg in configs]
     if len(names) != len(paths):
@@ -78,16 +82,13 @@ def compose_checkpoints(sources: list[str | Path], out: str | Path,
     model: dict[str, torch.Tensor] = {k: v for k, v in weights[0].items()
                                       if k.startswith(BACKBONE_PREFIX)}
     for name, state in zip(names, weights, strict=True):
-        model.update({f"heads.{name}.{k.removeprefix('head.')}": v for k, v in state.items()
-                      if k.startswith("head.")})
-    payload: dict[str, Any] = {
-        "task": MULTI, "config": cfg.to_dict(), "model": model, "ema": None,
-        "heads": {name: {"task": c.task, "class_names": list(s["class_names"]),
-                         "category_ids": s.get("category_ids")}
-                  for name, c, s in zip(names, configs, states, strict=True)},
-        "composed_from": [str(p) for p in paths],
-    }
-    multi_model_from_state(payload, out)  # builds and loads: the result is a valid model
+        model.update({f"heads.{name}.{k.removeprefix(SINGLE_HEAD_PREFIX)}": v
+                      for k, v in state.items() if k.startswith(SINGLE_HEAD_PREFIX)})
+    infos = {name: HeadInfo(get_task(c.task), list(s["class_names"]), s.get("category_ids"))
+             for name, c, s in zip(names, configs, states, strict=True)}
+    payload: dict[str, Any] = {**checkpoint_header(cfg, infos), "model": model, "ema": None,
+                               "composed_from": [str(p) for p in paths]}
+    load_model(out, state=payload)  # builds and loads: the result is a valid model
     save_checkpoint(out, payload)
     return ComposeResult(Path(out), {name: c.task for name, c in zip(names, configs, strict=True)})
 

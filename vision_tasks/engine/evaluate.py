@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from vision_tasks.data.bad_images import collate_readable
 from vision_tasks.fileio import atomic_write_text
-from vision_tasks.models.model import TaskModel
 from vision_tasks.task_api import Task
 
 
@@ -77,9 +76,11 @@ def left_out_note(metrics: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: TaskModel, task: Task, loader: DataLoader, class_names: list[str],
+def evaluate(model: torch.nn.Module, task: Task, loader: DataLoader, class_names: list[str],
              device: torch.device, progress: bool = True, desc: str = "val") -> tuple[dict[str, Any], Any]:
-    """Metrics of the PyTorch ``model`` on ``loader``; returns (metrics, evaluator)."""
+    """Metrics of the PyTorch ``model`` (one head: ``model(images) -> raw``,
+    ``model.postprocess(raw) -> the task's outputs``, e.g. :meth:`VisionModel.view
+    <vision_tasks.models.model.VisionModel.view>`) on ``loader``; returns (metrics, evaluator)."""
     model.eval()
 
     def predict(images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ from vision_tasks.engine.distributed import Dist, from_environment, gather, proc
 from vision_tasks.engine.divergence import check_loss, check_weights
 from vision_tasks.engine.ema import ModelEMA
 from vision_tasks.engine.evaluate import format_metrics, scalar_metrics
-from vision_tasks.engine.multi import to_device
+from vision_tasks.engine.heads import to_device
 from vision_tasks.engine.optim import build_optimizer, build_scheduler
 from vision_tasks.engine.plan import training_plan
 from vision_tasks.engine.precision import amp_dtype, amp_note
@@ -174,12 +174,12 @@ def train_one_epoch(state: TrainState, loader: Any, criterion: Criterion, settin
     seen, t0 = 0, time.time()
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
     for step, (images, targets) in enumerate(bar, 1):
-        # One batch, or a multi-head run's batch per head ({head: images}).
+        # A batch per head that trains this step ({head: images}).
         images = _float_images(to_device(images, settings.device))
         targets = to_device(targets, settings.device)
         loss, parts = train_step(state, images, targets, criterion, settings)
         check_loss(loss, state, step, len(loader), settings.amp)
-        n = sum(len(x) for x in images.values()) if isinstance(images, dict) else len(images)
+        n = sum(len(x) for x in images.values())
         seen += n
         for key, value in {"loss": loss, **parts}.items():
             totals[f"train_{key}"] = totals.get(f"train_{key}", 0.0) + float(value.detach()) * n
@@ -231,7 +231,7 @@ class Trainer:
         log = self.log if main else _quiet
         progress = self.progress and main
 
-        # Data, model and loss: one task's, or every head's of a multi-head config. Batch
+        # Data, model and loss of every head of the config (one for a single task). Batch
         # order and augmentation depend only on (seed, epoch, index), so any number of
         # workers, and a resumed run, see the same batches.
         plan = training_plan(cfg, load_pretrained=self.resume_state is None, dist=dist)
@@ -323,10 +323,8 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _float_images(images: torch.Tensor | dict[str, torch.Tensor]) -> Any:
-    if isinstance(images, dict):
-        return {name: batch.float() for name, batch in images.items()}
-    return images.float()
+def _float_images(images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: batch.float() for name, batch in images.items()}
 
 
 def _to_float(outputs: Any) -> Any:

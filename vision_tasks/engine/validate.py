@@ -6,17 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from vision_tasks.contract import ModelFileError
-from vision_tasks.engine.checkpoint import (
-    checkpoint_config,
-    load_checkpoint,
-    model_from_state,
-    multi_model_from_state,
-)
-from vision_tasks.engine.evaluate import evaluate, make_loader, write_metrics_json
-from vision_tasks.engine.multi import HeadData, HeadEvaluators, evaluate_heads, head_data
+from vision_tasks.engine.checkpoint import LoadedModel, load_model
+from vision_tasks.engine.evaluate import evaluate, write_metrics_json
+from vision_tasks.engine.heads import HeadData, evaluate_heads, head_data
 from vision_tasks.engine.trainer import select_device
 from vision_tasks.errors import VisionTasksError
-from vision_tasks.models.multi import HeadView
 
 
 def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | Path | None = None,
@@ -36,17 +30,11 @@ def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | 
     if suffix in (evaluators or {}):
         metrics, evaluator = evaluators[suffix].load()(path, overrides, batch_size, device, progress)
     elif suffix in (".pt", ".pth"):
-        state = load_checkpoint(path)
-        cfg = checkpoint_config(state, path, overrides)
+        loaded = load_model(path, overrides)
         dev = (select_device(device, "--device") if device
-               else select_device(cfg.train.device, f"{path}: train.device", "pass --device cpu or auto"))
-        if cfg.heads:
-            metrics, evaluator = _validate_heads(state, path, overrides, batch_size, dev, progress)
-        else:
-            model, cfg, task, names = model_from_state(state, path, overrides)
-            dataset = task.build_dataset(cfg, "val", train=False, class_names=names)
-            loader = make_loader(task, dataset, batch_size or cfg.train.batch_size, cfg.data.workers)
-            metrics, evaluator = evaluate(model.to(dev), task, loader, names, dev, progress)
+               else select_device(loaded.cfg.train.device, f"{path}: train.device",
+                                  "pass --device cpu or auto"))
+        metrics, evaluator = validate_heads(loaded, batch_size, dev, progress)
     else:
         known = ", ".join([".pt", *(evaluators or {})])
         raise VisionTasksError(f"{path}: unknown model format '{suffix}'; expected one of {known}")
@@ -59,20 +47,20 @@ def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | 
     return metrics, out
 
 
-def _validate_heads(state: dict[str, Any], path: Path, overrides: list[str], batch_size: int | None,
-                    device: Any, progress: bool) -> tuple[dict[str, Any], HeadEvaluators]:
-    """Every head of a multi-head checkpoint on its own ``val`` set."""
-    model, cfg, infos = multi_model_from_state(state, path, overrides)
-    model.to(device)
-    tasks = {name: info.task for name, info in infos.items()}
-    heads = head_data(cfg, tasks, {name: info.class_names for name, info in infos.items()},
+def validate_heads(loaded: LoadedModel, batch_size: int | None, device: Any, progress: bool
+                   ) -> tuple[dict[str, Any], Any]:
+    """Every head of a checkpoint's model on its own ``val`` set (one head: its metrics as
+    they are; several: each head's under its name, and the run's score)."""
+    model, cfg = loaded.model.to(device), loaded.cfg
+    tasks = {name: info.task for name, info in loaded.heads.items()}
+    heads = head_data(cfg, tasks, {name: info.class_names for name, info in loaded.heads.items()},
                       batch_size or cfg.train.batch_size, train=False)
 
     def run(name: str, head: HeadData) -> tuple[dict[str, Any], Any]:
-        return evaluate(HeadView(model, name), head.task, head.val, head.class_names, device,
-                        progress, desc=f"val {name}")
+        return evaluate(model.view(name), head.task, head.val, head.class_names, device,
+                        progress, desc="val" if cfg.single_task else f"val {name}")
 
-    return evaluate_heads(run, heads)
+    return evaluate_heads(run, heads, cfg.single_task)
 
 
 __all__ = ["validate_model"]

@@ -27,8 +27,10 @@ from torch import nn
 
 from vision_tasks.config import Config, load_config
 from vision_tasks.configs import resolve as resolve_config
+from vision_tasks.engine.checkpoint import load_model
 from vision_tasks.errors import ConfigError, VisionTasksError
 from vision_tasks.inspect.layer_table import Depth, LayerRow, ModelSummary, summarize_model
+from vision_tasks.models.model import build_vision_model
 
 DEFAULT_CLASSES = 10
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -63,26 +65,19 @@ def _named(path: Path, err: Exception) -> VisionTasksError:
 
 def _checkpoint_model(path: Path, overrides: list[str], classes: int | None
                       ) -> tuple[nn.Module, Config, int, str]:
-    from vision_tasks.engine.checkpoint import (
-        checkpoint_config,
-        load_checkpoint,
-        model_from_state,
-        multi_model_from_state,
-    )
-
     if classes is not None:
         raise ConfigError(f"{path}: a checkpoint has its own classes; drop --classes "
                           "(it applies to a config)")
     try:
-        state = load_checkpoint(path)
-        if checkpoint_config(state, path, overrides).heads:
-            model, cfg, heads = multi_model_from_state(state, path, overrides)
-            counts = ", ".join(f"{name} {len(h.class_names)}" for name, h in heads.items())
-            return model, cfg, max(len(h.class_names) for h in heads.values()), \
-                f"classes per head: {counts}"
-        model, cfg, _, names = model_from_state(state, path, overrides)
+        loaded = load_model(path, overrides)
     except ValueError as err:
         raise _named(path, err) from None
+    model, cfg, heads = loaded.model, loaded.cfg, loaded.heads
+    if not cfg.single_task:
+        counts = ", ".join(f"{name} {len(h.class_names)}" for name, h in heads.items())
+        return model, cfg, max(len(h.class_names) for h in heads.values()), \
+            f"classes per head: {counts}"
+    names = loaded.first[1].class_names
     shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
     return model, cfg, len(names), f"the checkpoint's class names: {shown}"
 
@@ -90,16 +85,10 @@ def _checkpoint_model(path: Path, overrides: list[str], classes: int | None
 def _config_model(path: Path, cfg: Config, classes: int, device: str) -> nn.Module:
     """The config's model built on ``device``; ``"meta"`` gives shapes without memory or
     initialisation (resnet101 in a fraction of a second)."""
-    from vision_tasks.models.model import build_model
-    from vision_tasks.models.multi import build_multi_model
-    from vision_tasks.task_api import get_task
-
     try:
-        with torch.device(device):
-            if cfg.heads:  # every head with the same number of classes
-                return build_multi_model(cfg, dict.fromkeys(cfg.heads, classes),
-                                         load_pretrained=False)
-            return build_model(cfg, get_task(cfg.task), classes, load_pretrained=False)
+        with torch.device(device):  # every head with the same number of classes
+            return build_vision_model(cfg, dict.fromkeys(cfg.head_configs(), classes),
+                                      load_pretrained=False)
     except ValueError as err:  # ConfigError included: a layer that does not fit, a bad head
         raise _named(path, err) from None
 
@@ -166,7 +155,7 @@ def _backbone_text(cfg: Config) -> str:
 
 
 def _head_text(cfg: Config) -> str:
-    if cfg.heads:  # the shared backbone's rows come first, then each head's, in this order
+    if not cfg.single_task:  # the shared backbone's rows come first, then each head's, in order
         return "heads " + ", ".join(f"{name} ({section.task})" for name, section in cfg.heads.items())
     head = cfg.model.head
     fields = dataclasses.asdict(head) if dataclasses.is_dataclass(head) else {}

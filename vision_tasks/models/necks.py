@@ -20,6 +20,30 @@ from vision_tasks.models.layers import ConvBlock
 NeckKind = Literal["fpn", "pan"]
 
 
+def share_necks(heads: dict[str, nn.Module]) -> list[PyramidNeck]:
+    """Give heads whose necks are alike (same input stages, width, kind and activation) the
+    first one's neck (``model.share_neck``): a detect and a segment head then run one neck.
+    Returns the shared necks; raises ``ConfigError`` when no two heads have alike necks."""
+    first: dict[tuple, PyramidNeck] = {}
+    shared: list[PyramidNeck] = []
+    for head in heads.values():
+        neck = getattr(head, "neck", None)
+        if not isinstance(neck, PyramidNeck):
+            continue
+        if neck.signature in first:
+            head.neck = first[neck.signature]
+            if not head.neck.shared:
+                head.neck.shared = True
+                shared.append(head.neck)
+        else:
+            first[neck.signature] = neck
+    if not shared:
+        raise ConfigError("model.share_neck: no two heads have alike necks (the same "
+                          "head.neck, head.channels and head.activation on the same backbone); "
+                          "set them alike or drop share_neck")
+    return shared
+
+
 class PyramidNeck(nn.Module):
     """FPN (``kind="fpn"``) or PAN (``kind="pan"``) over the last ``len(in_channels)`` maps.
 
@@ -35,6 +59,9 @@ class PyramidNeck(nn.Module):
         if kind not in ("fpn", "pan"):
             raise ConfigError(f"model.head.neck: expected 'fpn' or 'pan', got {kind!r}")
         self.kind = kind
+        self.signature = (tuple(in_channels), channels, kind, act)  # what makes two necks alike
+        self.shared = False  # one neck of several heads: computed once per forward pass
+        self._memo: tuple[list[Tensor], list[Tensor]] | None = None
         self.levels = len(in_channels)
         self.lateral = nn.ModuleList(ConvBlock(c, channels, 1, act=act) for c in in_channels)
         self.smooth = nn.ModuleList(ConvBlock(channels, channels, 3, p=1, act=act)
@@ -46,6 +73,18 @@ class PyramidNeck(nn.Module):
                                       for _ in in_channels[1:])
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
+        if self.shared and self._memo is not None and self._memo[0] is features:
+            return self._memo[1]  # another head of this forward pass asked first
+        maps = self._maps(features)
+        if self.shared:
+            self._memo = (features, maps)
+        return maps
+
+    def forget(self) -> None:
+        """Drop the maps a shared neck kept for the other heads of one forward pass."""
+        self._memo = None
+
+    def _maps(self, features: list[Tensor]) -> list[Tensor]:
         inputs = features[-self.levels:]
         lat = [layer(x) for layer, x in zip(self.lateral, inputs, strict=True)]
         # Top-down: coarse context added into every finer map.

@@ -1,15 +1,19 @@
-"""Training and evaluating a multi-head model: each head on its own data, one backbone.
+"""Training and evaluating a model's heads: each head on its own data, one backbone.
+
+A single-task model is the one-head case of the same code; only its names differ (its loss
+parts and metrics are reported bare, as every release wrote them).
 
 - :class:`JointLoader`: one training step's batches. ``round_robin``: one per head, every
   step (an epoch is as many steps as the longest head's loader, the shorter ones starting
   over); ``proportional``: one head's per step, drawn in proportion to the heads' batch
   counts (an epoch is every head's batches once, interleaved). The order depends only on
-  (seed, epoch), as a single task's does, so a resumed run sees the same batches.
+  (seed, epoch), so a resumed run sees the same batches.
 - :class:`JointLoss`: the sum of each head's loss times its ``weight``; the parts are
-  reported per head (``<head>_loss``, ``<head>_<part>``).
+  reported per head (``<head>_loss``, ``<head>_<part>``), bare for a single-task model.
 - :func:`evaluate_heads`: every head on its own ``val`` set; metrics per head under the
   head's name, the scalar ones also flat as ``<head>.<metric>``, and the run's score, the
-  mean of the heads' primary metrics (what picks ``best.pt``).
+  mean of the heads' primary metrics (what picks ``best.pt``); a single-task model's are
+  its head's metrics as they are.
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ class HeadData:
 
 def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[str]] | None,
               batch_size: int, train: bool, seed: int = 0, dist: Dist = SINGLE) -> dict[str, HeadData]:
-    """Each head's data sets (``cfg.for_head(name)``'s ``data.train`` / ``data.val``).
+    """Each head's data sets (its :meth:`~vision_tasks.config.Config.head_configs` view's
+    ``data.train`` / ``data.val``).
     ``class_names`` None: taken from each head's training set (a new run). ``batch_size``
     is global: under DDP each process loads its share of every head's training set."""
     out = {}
+    head_cfgs = cfg.head_configs()
     for i, (name, task) in enumerate(tasks.items()):
-        head_cfg = cfg.for_head(name)
+        head_cfg = head_cfgs[name]
         train_set = task.build_dataset(head_cfg, "train", train=True) if train else None
         names = class_names[name] if class_names else train_set.class_names
         val_set = task.build_dataset(head_cfg, "val", train=False, class_names=names)
@@ -112,18 +118,23 @@ class JointLoader:
 
 
 class JointLoss(nn.Module):
-    """``loss({head: raw}, {head: targets}) -> (sum of weight * head loss, parts)``."""
+    """``loss({head: raw}, {head: targets}) -> (sum of weight * head loss, parts)``;
+    ``bare_parts``: the one head's parts under their own names (a single-task model)."""
 
-    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float]) -> None:
+    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float],
+                 bare_parts: bool = False) -> None:
         super().__init__()
-        self.losses = nn.ModuleDict(losses)
+        self.losses = dict(losses)  # callables: a task's loss may be any (outputs, targets) function
         self.weights = weights
+        self.bare_parts = bare_parts
 
     def forward(self, outputs: dict[str, Any], targets: dict[str, Any]
                 ) -> tuple[Tensor, dict[str, Tensor]]:
         total, parts = None, {}
         for name in outputs:  # the heads that had a batch this step
             value, head_parts = self.losses[name](outputs[name], targets[name])
+            if self.bare_parts:
+                return value, head_parts
             total = self.weights[name] * value if total is None else total + self.weights[name] * value
             parts[f"{name}_loss"] = value.detach()
             parts.update({f"{name}_{key}": v for key, v in head_parts.items()})
@@ -148,8 +159,13 @@ RunHead = Callable[[str, HeadData], tuple[dict[str, Any], Evaluator]]
 """``run(name, head) -> (metrics, evaluator)`` of one head on its ``val`` loader."""
 
 
-def evaluate_heads(run: RunHead, heads: dict[str, HeadData]) -> tuple[dict[str, Any], HeadEvaluators]:
-    """Every head's metrics (see the module docstring) and their evaluators."""
+def evaluate_heads(run: RunHead, heads: dict[str, HeadData], single_task: bool = False
+                   ) -> tuple[dict[str, Any], Any]:
+    """Every head's metrics (see the module docstring) and their evaluators; with
+    ``single_task``, the one head's metrics and evaluator as they are."""
+    if single_task:
+        ((name, head),) = heads.items()
+        return run(name, head)
     metrics: dict[str, Any] = {}
     evaluators = {}
     primaries = []
