@@ -48,7 +48,8 @@ class RayServeOptions:
         actor = {"num_cpus": options.threads or 1, "num_gpus": self.gpus_per_replica}
         # A replica takes more requests than its batch holds, so that batches fill.
         kwargs: dict = {"ray_actor_options": actor,
-                        "max_ongoing_requests": max(2 * options.max_batch, 16)}
+                        "max_ongoing_requests": max(2 * options.max_batch, 16),
+                        "graceful_shutdown_timeout_s": options.graceful_timeout_s}
         if self.max_replicas is None:
             kwargs["num_replicas"] = self.replicas or 1
         else:
