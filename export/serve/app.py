@@ -141,7 +141,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
 
     try:
         await asyncio.wait_for(pull(), timeout)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
         raise RequestError(408, "read_timeout", f"the body did not arrive within {timeout:g} s "
                                                 "(--read-timeout); send it at once") from None
     return b"".join(chunks)
@@ -166,7 +166,7 @@ async def predict(request: Request) -> Response:
         try:
             answers = await asyncio.wait_for(host.predict(uploads, asked),
                                              options.request_timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
             raise RequestError(503, "timeout", f"no answer within {options.request_timeout_s:g} s "
                                "(--request-timeout); the server is overloaded, retry later",
                                {"Retry-After": "5"}) from None
