@@ -2,7 +2,7 @@
 
 ``speed``: frames/s of ``vision-tasks predict`` on 1080p and 720p H.264 files made here from
 synthetic frames (:func:`vision_tasks.data.synth_track.render_sequence`, upscaled; encoded by
-PyAV's libx264, ``pip install av``): the decoding thread alone, the model alone on
+PyAV's libx264: the ``video-bench`` extra): the decoding thread alone, the model alone on
 letterboxed batches, and the whole run (decode, letterbox, model, JSONL) at 1 and 2 lanes,
 interleaved over ``--rounds``, medians reported, load average stated.
 
