@@ -47,6 +47,7 @@ from vision_tasks.imaging import letterbox
 from vision_tasks.task_api import Task
 
 from .onnx_eval import evaluate_onnx
+from .runtime.providers import create_session
 
 PROBABILITY_TOL = {"fp32": 1e-4, "fp16": 1e-2}
 BOX_TOL_PER_PIXEL = {"fp32": 1e-4, "fp16": 5e-3}
@@ -241,8 +242,6 @@ def check_parity(model_bytes: bytes, reference: torch.nn.Module, images: np.ndar
     """Run ``images`` through the serialized ONNX model (onnxruntime, CPU) and the fp32
     ``reference`` wrapper; raise :class:`ExportCheckError` naming the worst output when a
     tolerance is exceeded."""
-    from .runtime.providers import create_session
-
     session, info = create_session(model_bytes, "cpu")
     names = [o.name for o in session.get_outputs()]
     # Batch 1 and the whole set: both ends of the dynamic batch dimension.

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from vision_tasks.engine.checkpoint import model_from_checkpoint
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.imaging import letterbox, load_image
@@ -164,8 +165,6 @@ def draw_first_layer(checkpoint: str | Path, image_path: str | Path, out_dir: st
     Raises ``CheckpointError``/``ImageError`` (one line, naming the file) for a missing or
     unreadable checkpoint or image, ``VisionTasksError`` when ``out_dir`` is a file.
     """
-    from vision_tasks.engine.checkpoint import model_from_checkpoint
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise VisionTasksError(f"--out {out}: is a file, not a folder; choose a folder")
