@@ -5,6 +5,7 @@ load_letterboxed (the runtime)."""
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,15 @@ def test_a_gray_image_without_a_profile_is_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "gray.png"
     Image.fromarray(photo_pixels()[:, :, 0]).save(path)
     assert np.array_equal(load_image(path), np.repeat(photo_pixels()[:, :, :1], 3, axis=2))
+
+
+def test_a_png_profile_that_inflates_past_the_limit_is_left_to_pillow(tmp_path: Path) -> None:
+    path = write_icc_photo(tmp_path / "photo.png")
+    data = path.read_bytes()
+    at = data.index(b"iCCP") - 4
+    length = int.from_bytes(data[at:at + 4], "big")
+    body = b"icc\x00\x00" + zlib.compress(bytes(fast_decode._ICC_MAX_BYTES + 1))
+    chunk = len(body).to_bytes(4, "big") + b"iCCP" + body
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    assert fast_decode.sniff(data) is not None
+    assert fast_decode.sniff(data[:at] + chunk + data[at + 12 + length:]) is None

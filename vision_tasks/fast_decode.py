@@ -34,6 +34,7 @@ _JPEG_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended and progressive Huffman-cod
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length field
 _XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
 _ICC_APP2 = b"ICC_PROFILE\x00"  # then the chunk's number and the count, from 1
+_ICC_MAX_BYTES = 1 << 24  # the largest PNG iCCP profile inflated here (16 MiB)
 _COLOR_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
 _FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
           8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -99,9 +100,12 @@ def _sniff_png(data: bytes) -> Header | None:
             name_end = body.find(b"\x00")
             if icc is not None or not 0 < name_end < 80 or body[name_end + 1:name_end + 2] != b"\x00":
                 return None
-            try:
-                icc = zlib.decompress(body[name_end + 2:])
+            try:  # at most _ICC_MAX_BYTES: a larger (or bomb) profile goes to Pillow's limits
+                inflate = zlib.decompressobj()
+                icc = inflate.decompress(body[name_end + 2:], _ICC_MAX_BYTES)
             except zlib.error:
+                return None
+            if inflate.unconsumed_tail:
                 return None
         i += 12 + length
     if i != end:
