@@ -115,6 +115,22 @@ def add_export(verbs: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vision_tasks.locks import hold_output
+
+    from .onnx_export import default_output
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():  # its own message; no lock made beside a missing file
+        return _export(args)
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    out = Path(args.out) if args.out else default_output(checkpoint, precision)
+    with hold_output(out, is_file=True, sigterm=True):  # one export per file; temp files go
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
     from .onnx_export import DEFAULT_OPSET, export_checkpoint
     from .quantize import DEFAULT_CALIBRATION_IMAGES
 
@@ -170,6 +186,26 @@ def add_predict(verbs: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from vision_tasks.locks import hold_output
+
+    with hold_output(args.out):  # one run per --out (images, videos, --resume, Ray)
+        return _predict(args)
+
+
+def _outside_out(paths: list[str], args: argparse.Namespace) -> list[str]:
+    """``paths`` less those inside the ``--out`` folder (an --out inside the source folder:
+    its drawings and videos are not input); an error when nothing is left."""
+    import os
+
+    root = os.path.realpath(args.out) + os.sep
+    kept = [p for p in paths if "://" in p or not os.path.realpath(p).startswith(root)]
+    if paths and not kept:
+        raise VisionTasksError(f"{args.source}: all its files are inside --out {args.out}; "
+                               "choose an --out outside what you predict")
+    return kept
+
+
+def _predict(args: argparse.Namespace) -> int:
     from vision_tasks.contract import DEFAULT_SCORE_THRESHOLD
 
     from .runtime import Predictor
@@ -180,10 +216,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ray = _ray_options(args)  # on Ray, this process's model only checks and names the run
     videos = find_videos(args.source)
     if videos is not None:
-        return predict_videos(args, videos, ray)
+        return predict_videos(args, _outside_out(videos, args), ray)
     check_image_flags(args)
     found = find_sources(args.source)
-    sources = found.files
+    sources = _outside_out(found.files, args)
     for note in found.skipped:
         print(f"predict: skipped {note}", file=sys.stderr)
     predictor = Predictor(args.model, device="cpu" if ray else args.device,

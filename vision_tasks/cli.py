@@ -25,6 +25,8 @@ from vision_tasks import __version__, plugins
 from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
+from vision_tasks.locks import OUT_LOCKED_ENV, hold_output
+from vision_tasks.output_checks import check_convert_out, check_synth_out
 
 # Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
 # bring that our code imports directly: a ModuleNotFoundError for one of these means the extra
@@ -49,6 +51,12 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    with hold_output(args.out, option="OUT", sigterm=True):
+        check_synth_out(Path(args.out), args.overwrite)
+        return _data_synth(args)
+
+
+def _data_synth(args: argparse.Namespace) -> int:
     from vision_tasks.task_api import get_task
 
     if args.task == "track":  # videos with ground-truth ids, not a task's layout
@@ -80,6 +88,12 @@ def _synth_track(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
+    with hold_output(args.out, option="OUT", sigterm=True):
+        check_convert_out(Path(args.out), args.overwrite)
+        return _data_convert(args)
+
+
+def _data_convert(args: argparse.Namespace) -> int:
     from vision_tasks.data.yolo_convert import coco_to_yolo, yolo_to_coco
 
     src = Path(args.src)
@@ -100,11 +114,20 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        with hold_output(args.out):  # this process lives as long as its torchrun
+            os.environ[OUT_LOCKED_ENV] = str(Path(args.out).resolve())
+            return _torchrun(args.nproc, args.argv)
+    if os.environ.get("RANK", "0") != "0" \
+            or os.environ.get(OUT_LOCKED_ENV) == str(Path(args.out).resolve()):
+        return _train(args)  # rank 0 (or the --nproc process above) holds the lock
+    with hold_output(args.out):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from vision_tasks.config import load_config
     from vision_tasks.engine.trainer import Trainer
-
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _torchrun(args.nproc, args.argv)
 
     if args.resume and args.overrides:
         raise VisionTasksError("--resume continues the run with its saved config; drop --set")
@@ -228,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--style", choices=("default", "hard"), default="default",
                        help="default: the shapes the ready configs were tuned on; hard: "
                             "look-alike classes, random colours, noise, blur, cut by the border")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="write into a folder that holds files: replace the files synth "
+                            "writes, keep all others (default: refuse)")
     synth.set_defaults(func=cmd_data_synth)
     convert = data_verbs.add_parser("convert", help="COCO json <-> YOLO (Ultralytics) layout")
     convert.add_argument("src", help="a YOLO data.yaml (-> COCO), or a folder of COCO splits "
@@ -235,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out", help="output folder")
     convert.add_argument("--segments", action="store_true",
                          help="COCO -> YOLO: write object outlines as polygons (default: boxes)")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="write into a folder that holds files: replace the files convert "
+                              "writes, keep all others (default: refuse)")
     convert.set_defaults(func=cmd_data_convert)
 
     train = verbs.add_parser("train", help="train a model from a config")

@@ -12,9 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# The names ``atomic_path`` gives its temporary files: ``.<target name>.<8 random>.tmp``
+# (tempfile.mkstemp's random part is 8 of [a-z0-9_]).
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 @functools.cache
@@ -65,6 +70,27 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sweep_temp_files(folder: str | os.PathLike, only: str | None = None, depth: int = 0) -> int:
+    """Remove the temporary files of ``atomic_path`` (``TEMP_NAME``) that a killed run left
+    in ``folder`` and its sub-folders down to ``depth`` levels (0: ``folder`` only); with
+    ``only``, just those of the target called ``only``. Call it only while no other process
+    may write there (under ``vision_tasks.locks.hold_output``). Returns how many went."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if depth > 0:
+                        removed += sweep_temp_files(entry.path, only, depth - 1)
+                    continue
+                match = TEMP_NAME.match(entry.name)
+                if match and (only is None or match["target"] == only) and entry.is_file():
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False) -> None:

@@ -234,9 +234,19 @@ def _summary_header(layout: str, out: Path, size: int, seed: int, style: SynthSt
     return {**header, "classes": list(style.class_names), "splits": {}}
 
 
+def _ours(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (below ``folder``, a split) has a name this module writes:
+    ``<class or images>/<6 digits>.png`` or ``annotations.json``; other files are the user's."""
+    parts = path.relative_to(folder).parts
+    return parts == ("annotations.json",) or (
+        len(parts) == 2 and len(path.stem) == 6 and path.stem.isdigit() and path.suffix == ".png")
+
+
 def _prepare_dir(folder: Path, overwrite: bool) -> None:
-    """Create ``folder``; refuse to mix with an earlier generation unless ``overwrite``."""
-    old = list(folder.rglob("*.png")) + list(folder.rglob("annotations.json"))
+    """Create ``folder``; refuse to mix with an earlier generation unless ``overwrite``, and
+    then delete only the files of one (``_ours``), never another file found there."""
+    old = [p for p in list(folder.rglob("*.png")) + list(folder.rglob("annotations.json"))
+           if _ours(p, folder)]
     if old and not overwrite:
         raise FileExistsError(
             f"{folder} already holds {len(old)} generated file(s); "
