@@ -127,7 +127,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     out = Path(args.out) if args.out else default_output(checkpoint, precision)
     with hold_output(out, is_file=True, sigterm=True):  # one export per file; temp files go
-        return _export(args)
+        try:
+            return _export(args)
+        except OSError as err:
+            if err.filename is not None:
+                raise  # names its file already
+            raise VisionTasksError(f"{out}: cannot write ({err.strerror or err}); free some "
+                                   "disk space or choose another --out") from None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -168,7 +174,8 @@ def add_predict(verbs: Any) -> None:
                         "returns, as a COCO mAP of coco_results.json needs)")
     _reduced_decode(p)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="skip images already done in OUT")
+    group.add_argument("--resume", action="store_true", help="skip images already done in OUT (predicted, or failed: a failed "
+                                            "image is not retried; --overwrite starts again)")
     group.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine(p)
@@ -247,7 +254,8 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished images are in {args.out}; continue with the same "
               "command plus --resume", file=sys.stderr)
         return 130
-    skipped = f", {summary.skipped} skipped (done before)" if summary.skipped else ""
+    skipped = (f", {summary.skipped} skipped (done before, failed ones too: they are not "
+               "retried; --overwrite starts again)" if summary.skipped else "")
     print(f"predicted {_count(summary.predicted, 'image')}, {_count(summary.errors, 'error')}{skipped} in "
           f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} images/s)")
     print(f"  predictions: {summary.predictions_path}")

@@ -26,7 +26,7 @@ from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
 from vision_tasks.locks import OUT_LOCKED_ENV, hold_output
-from vision_tasks.output_checks import check_convert_out, check_synth_out
+from vision_tasks.output_checks import check_convert_out, check_synth_args, check_synth_out
 
 # Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
 # bring that our code imports directly: a ModuleNotFoundError for one of these means the extra
@@ -51,6 +51,7 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    check_synth_args(args.train, args.val, args.size, args.frames)
     with hold_output(args.out, option="OUT", sigterm=True):
         check_synth_out(Path(args.out), args.overwrite)
         return _data_synth(args)
@@ -144,6 +145,10 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
+        if not trainer.last_path.is_file():  # stopped before the first epoch was saved
+            print("\ninterrupted before the first epoch finished: nothing was saved; start the "
+                  "run again (without --resume)", file=sys.stderr)
+            return 130
         print(f"\ninterrupted: finished epochs are in {trainer.last_path}; continue with "
               f"`vision-tasks train --out {args.out} --resume`", file=sys.stderr)
         return 130

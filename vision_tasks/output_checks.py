@@ -41,6 +41,24 @@ def _check_empty(out: Path, overwrite: bool, verb: str) -> None:
             f"{verb} writes (all others are kept)")
 
 
+MAX_SYNTH_SIZE = 4096  # pixels a side: 48 MiB an RGB image, far past any use of a shapes set
+
+
+def check_synth_args(n_train: int | None, n_val: int | None, size: int | None,
+                     frames: int) -> None:
+    """``data synth``'s numbers before anything is allocated or written: counts >= 0, a side
+    in [16, MAX_SYNTH_SIZE] pixels, at least one frame."""
+    for flag, value in (("--train", n_train), ("--val", n_val)):
+        if value is not None and value < 0:
+            raise VisionTasksError(f"data synth {flag} {value}: a count of images (videos for "
+                                   "track) must be 0 or more")
+    if size is not None and not 16 <= size <= MAX_SYNTH_SIZE:
+        raise VisionTasksError(f"data synth --size {size}: the image side must be 16 to "
+                               f"{MAX_SYNTH_SIZE} pixels")
+    if frames < 1:
+        raise VisionTasksError(f"data synth --frames {frames}: must be 1 or more")
+
+
 def check_synth_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that holds files unless ``overwrite`` (see the module doc)."""
     _check_empty(out, overwrite, "synth")

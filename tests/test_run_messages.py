@@ -1,0 +1,65 @@
+"""Messages that say what happened (issue 28): data synth's numbers are checked before
+anything is allocated, Ctrl-C before the first saved epoch does not point at a missing
+last.pt, a disk-full export names the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vision_tasks.cli import main
+
+
+def _errors(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--train", "-5"], "data synth --train -5: a count of images (videos for track) must be 0 "
+                        "or more"),
+    (["--val", "-1"], "data synth --val -1: a count of images (videos for track) must be 0 "
+                      "or more"),
+    (["--size", "100000"], "data synth --size 100000: the image side must be 16 to 4096 pixels"),
+    (["--size", "3"], "data synth --size 3: the image side must be 16 to 4096 pixels"),
+    (["--frames", "0"], "data synth --frames 0: must be 1 or more"),
+])
+def test_synth_numbers_out_of_range_are_one_line_and_write_nothing(flags, says, tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["data", "synth", "classify", str(out), *flags]) == 2
+    assert _errors(capsys) == [f"error: {says}"]
+    assert not out.exists()
+
+
+class _InterruptedTrainer:
+    """Stands in for the Trainer: Ctrl-C arrives before its first epoch is saved."""
+
+    def __init__(self, cfg, out, **kwargs) -> None:
+        self.last_path = Path(out) / "weights" / "last.pt"
+
+    def fit(self):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_before_the_first_epoch_does_not_offer_resume(tmp_path, capsys, monkeypatch):
+    import vision_tasks.engine.trainer as trainer
+
+    monkeypatch.setattr(trainer, "Trainer", _InterruptedTrainer)
+    assert main(["train", "classify", "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    (line,) = _errors(capsys)
+    assert "before the first epoch finished: nothing was saved" in line
+    assert "--resume`" not in line
+
+
+def test_export_on_a_full_disk_names_the_destination(tmp_path, capsys, monkeypatch):
+    import vision_tasks.export.onnx_export as onnx_export
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_export, "export_checkpoint", full_disk)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"x")
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert _errors(capsys) == [f"error: {tmp_path / 'm.onnx'}: cannot write (No space left on "
+                               "device); free some disk space or choose another --out"]
