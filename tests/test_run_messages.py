@@ -63,3 +63,20 @@ def test_export_on_a_full_disk_names_the_destination(tmp_path, capsys, monkeypat
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 2
     assert _errors(capsys) == [f"error: {tmp_path / 'm.onnx'}: cannot write (No space left on "
                                "device); free some disk space or choose another --out"]
+
+
+def test_pickled_checkpoints_are_refused_as_pickles_not_called_corrupt(tmp_path, capsys):
+    import os
+    import pickle
+
+    import torch
+
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"weights": [1.0]}, protocol=4))
+    saved = tmp_path / "saved.pt"
+    torch.save({"f": os.getcwd}, saved)  # a function: a global of a blocked module
+    for path, says in ((plain, "refused: a plain Python pickle (pickle.dump)"),
+                       (saved, f"refused: the file holds Python objects ({os.getcwd.__module__}.")):
+        assert main(["export", str(path), "--out", str(tmp_path / "m.onnx")]) == 2
+        (line,) = _errors(capsys)
+        assert line.startswith(f"error: {path}: {says}") and "corrupt" not in line

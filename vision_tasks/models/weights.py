@@ -30,10 +30,17 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found; check the path")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x03", b"\x04", b"\x05"):  # torch.save: a zip
+        raise CheckpointError(f"{path}: refused: a plain Python pickle (pickle.dump), not a "
+                              "file of torch.save, and it was not read; pass a checkpoint "
+                              "written by vision-tasks train, or a state dict saved with "
+                              "torch.save(model.state_dict())")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):  # not a pickle of ours (another file)
+        if "unsupported global" not in str(err).lower():  # not a pickle of ours (another file)
             raise CheckpointError(_unreadable(path, err)) from None
         found = re.search(r"GLOBAL (\S+)", str(err))
         what = f" ({found.group(1)})" if found else ""
