@@ -80,3 +80,32 @@ def test_pickled_checkpoints_are_refused_as_pickles_not_called_corrupt(tmp_path,
         assert main(["export", str(path), "--out", str(tmp_path / "m.onnx")]) == 2
         (line,) = _errors(capsys)
         assert line.startswith(f"error: {path}: {says}") and "corrupt" not in line
+
+
+def test_a_folder_that_cannot_be_listed_is_in_errors_jsonl(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    import cv2
+    import numpy as np
+    from test_segment_runtime import segment_model
+
+    model = segment_model(tmp_path / "seg.onnx", np.array([[4, 4, 40, 40]], np.float32))
+    photos = tmp_path / "photos"
+    (photos / "private").mkdir(parents=True)
+    for path in (photos / "a.png", photos / "private" / "b.png"):
+        cv2.imwrite(str(path), np.zeros((48, 64, 3), np.uint8))
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as a folder of another user without read permission lists
+        if os.fspath(path) == str(photos / "private"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "out"
+    assert main(["predict", str(model), str(photos), "--out", str(out), "--quiet"]) == 0
+    monkeypatch.undo()
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["source"] for e in errors] == [str(photos / "private")]
+    assert "predicted 1 image, 1 error" in capsys.readouterr().out

@@ -54,7 +54,10 @@ def _folder(root: Path) -> Sources:
     found: list[str] = []
     skipped: list[str] = []
     walked: dict[tuple[int, int], str] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    unlisted: list[str] = []  # folders that cannot be listed: kept as sources, so that each
+    # gets its reason (permission denied, ...) in errors.jsonl instead of its images vanishing
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True,
+                                                onerror=lambda err: unlisted.append(err.filename)):
         try:
             info = os.stat(dirpath)
         except OSError:
@@ -69,7 +72,7 @@ def _folder(root: Path) -> Sources:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [os.path.join(dirpath, f) for f in sorted(filenames)
                   if _has_image_suffix(f) and not f.startswith(".")]
-    return Sources(found, skipped)
+    return Sources(found + [str(p) for p in unlisted if p is not None], skipped)
 
 
 def _list_file(path: Path) -> list[str]:
