@@ -109,3 +109,33 @@ def test_a_folder_that_cannot_be_listed_is_in_errors_jsonl(tmp_path, monkeypatch
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["source"] for e in errors] == [str(photos / "private")]
     assert "predicted 1 image, 1 error" in capsys.readouterr().out
+
+
+CLI_WITH_SMALL_PIXEL_LIMIT = """
+import sys
+from PIL import Image
+from vision_tasks.cli import main
+Image.MAX_IMAGE_PIXELS = 1000  # 40x30 = 1200 pixels: over, not twice over
+sys.argv = ["vision-tasks", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def test_the_large_image_warning_is_one_line_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+    from test_segment_runtime import segment_model
+
+    model = segment_model(tmp_path / "seg.onnx", np.array([[4, 4, 40, 40]], np.float32))
+    image = tmp_path / "large.png"
+    cv2.imwrite(str(image), np.zeros((30, 40, 3), np.uint8))
+    run = subprocess.run([sys.executable, "-c", CLI_WITH_SMALL_PIXEL_LIMIT, "predict", str(model),
+                          str(image), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "40x30 pixels" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {image}: 40x30 pixels, more than")
+    assert "UserWarning" not in run.stderr and "warnings.warn" not in run.stderr

@@ -15,6 +15,7 @@ one line naming the extra (``EXTRAS``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -27,6 +28,7 @@ from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
 from vision_tasks.locks import OUT_LOCKED_ENV, hold_output
 from vision_tasks.output_checks import check_convert_out, check_synth_args, check_synth_out
+from vision_tasks.warning_lines import one_line_warnings
 
 # Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
 # bring that our code imports directly: a ModuleNotFoundError for one of these means the extra
@@ -342,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings() if argv is None else contextlib.nullcontext():  # the real CLI
+            return int(args.func(args) or 0)
     except (VisionTasksError, ImageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
