@@ -140,11 +140,6 @@ def _export(args: argparse.Namespace) -> int:
     from .onnx_export import DEFAULT_OPSET, export_checkpoint
     from .quantize import DEFAULT_CALIBRATION_IMAGES
 
-    if args.fp16 and not args.int8:  # --int8 --fp16: export_checkpoint names the conflict
-        from .fp16 import export_fp16
-
-        print(export_fp16(args.checkpoint, args.out, opset=args.opset, check=args.check).summary())
-        return 0
     result = export_checkpoint(args.checkpoint, args.out, opset=args.opset or DEFAULT_OPSET,
                                fp16=args.fp16, int8=args.int8, calibration=args.calibration,
                                calibration_count=args.calibration_images or DEFAULT_CALIBRATION_IMAGES,

@@ -1,4 +1,7 @@
-"""``vision-tasks export --fp16``: an exported fp32 file -> an fp16 network with fp32 ends.
+"""``vision-tasks export --fp16``: an exported fp32 graph -> an fp16 network with fp32 ends
+(:func:`convert_to_fp16`, which the exporter applies to its fp32 graph; ``export --fp16
+--check`` then compares the fp16 file with the fp32 PyTorch model within the fp16
+tolerances of :mod:`vision_tasks.export.parity`).
 
 The pass converts the *network* part of the graph only: the nodes that lie between its
 weight layers (each node downstream of some Conv / ConvTranspose / Gemm / MatMul with a
@@ -21,12 +24,9 @@ the metadata records ``precision: fp16``.
 
 from __future__ import annotations
 
-import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -48,7 +48,6 @@ FP16_OPS = frozenset({
 FLOAT32_INPUTS = {"Resize": (1, 2)}
 """Float inputs that stay float32 even on a converted node (by op: input positions)."""
 SUFFIX = "__fp16"
-FP32_REFERENCE = "; reference: the fp32 file, itself checked against PyTorch"
 
 
 def network_nodes(graph: onnx.GraphProto) -> set[int]:
@@ -160,77 +159,3 @@ def convert_file(source: str | Path, out: str | Path) -> Path:
     with atomic_path(out, durable=True) as tmp:
         tmp.write_bytes(model.SerializeToString())
     return out
-
-
-def export_fp16(checkpoint: str | Path, out: str | Path | None = None, *, opset: int | None = None,
-                check: bool = False) -> Any:
-    """``vision-tasks export CKPT --fp16``: the fp32 export of ``checkpoint`` converted by
-    :func:`convert_to_fp16` and written to ``out`` (default ``best.fp16.onnx`` beside the
-    checkpoint). With ``check``, the fp32 graph is checked against PyTorch as ``export
-    --check`` does, then the fp16 graph against the fp32 one on the same kind of images
-    (``data.val``, else synthetic), within the fp16 tolerances of
-    :mod:`vision_tasks.export.parity`; nothing is written on failure. Returns the export's
-    ``ExportResult``."""
-    from .onnx_export import DEFAULT_OPSET, ExportError, default_output, export_checkpoint
-
-    t0 = time.perf_counter()
-    checkpoint = Path(checkpoint)
-    out = Path(out) if out is not None else default_output(checkpoint, "fp16")
-    if out.suffix.lower() != ".onnx":
-        raise ExportError(f"{out}: the output file must end in .onnx")
-    with tempfile.TemporaryDirectory(prefix="vision-tasks-fp16-") as tmp:
-        fp32 = export_checkpoint(checkpoint, Path(tmp) / "fp32.onnx", opset=opset or DEFAULT_OPSET,
-                                 check=check)
-        model = convert_to_fp16(onnx.load(str(fp32.path)))
-        data = model.SerializeToString()
-        report = check_against_fp32(fp32.path, data) if check else None
-    meta = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(out))
-    with atomic_path(out, durable=True) as tmp_out:
-        tmp_out.write_bytes(data)
-    return replace(fp32, path=out, metadata=meta, precision="fp16", size_bytes=len(data),
-                   seconds=time.perf_counter() - t0, parity=report)
-
-
-def check_images(fp32: Path, n: int = 16) -> tuple[np.ndarray, str]:
-    """Up to ``n`` letterboxed uint8 ``[n, H, W, 3]`` images of the model's ``data.val``
-    (its metadata's config), else ``n`` of noise; and what they are."""
-    from vision_tasks.imaging import IMAGE_SUFFIXES
-
-    from .runtime import Predictor
-
-    predictor = Predictor(fp32, device="cpu", threads=1)
-    val = (predictor.metadata.config.get("data") or {}).get("val")
-    folder = Path(val["images"] if isinstance(val, dict) else val) if val else None
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-                   )[:n] if folder is not None and folder.is_dir() else []
-    if files:
-        what = f"{len(files)} images of data.val"
-        return np.stack([predictor.prepare(f)[0] for f in files]), what + FP32_REFERENCE
-    h, w = predictor.input_size
-    noise = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    return noise, f"{n} noise images (data.val not readable here)" + FP32_REFERENCE
-
-
-def check_against_fp32(fp32: Path, fp16_bytes: bytes) -> Any:
-    """:func:`~vision_tasks.export.parity.compare` of the fp16 graph with the fp32 file on
-    :func:`check_images` (CPU provider), as a ``ParityReport``; ``ExportCheckError`` naming
-    the worst output when a tolerance is exceeded."""
-    import onnxruntime as ort
-
-    from .parity import ExportCheckError, ParityReport, compare
-
-    images, source = check_images(fp32)
-    outputs = []
-    for model in (str(fp32), fp16_bytes):
-        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        outputs.append(dict(zip(names, session.run(names, {"images": images}), strict=True)))
-    report = ParityReport(len(images), source, "fp16", "CPUExecutionProvider",
-                          compare(*outputs, "fp16", max(images.shape[1:3])))
-    if not report.ok:
-        worst = next(d for d in report.diffs if not d.ok)
-        raise ExportCheckError(f"export check failed: output '{worst.name}' of the fp16 file "
-                               f"differs from the fp32 file's by {worst.max_abs_diff:.3e} "
-                               f"(tolerance {worst.tolerance:.0e}) on {source}; the file was not "
-                               "written. " + report.summary())
-    return report

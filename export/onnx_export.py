@@ -15,8 +15,9 @@ the contract's named outputs. Exporter choices:
 - The NHWC -> NCHW transpose is made contiguous: otherwise torch.export records a
   channels-last memory layout and the flatten before the classifier becomes an
   ``as_strided`` Gather chain instead of one Reshape.
-- ``--fp16``: weights and compute in float16; the I/O contract is unchanged (uint8 in,
-  float32 out), the casts are inside the graph.
+- ``--fp16``: the fp32 graph, then its network part converted to float16
+  (:mod:`vision_tasks.export.fp16`): normalisation, scores, NMS / top-K and mask assembly stay
+  float32; the I/O contract is unchanged (uint8 in, float32 / int64 out).
 - ``--int8``: the fp32 graph, then onnxruntime static quantization (QDQ) of its network
   part, calibrated on the model's own images (:mod:`vision_tasks.export.quantize`); the
   normalisation and the post-processing stay float. The I/O contract is unchanged.
@@ -28,7 +29,6 @@ the contract's named outputs. Exporter choices:
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import time
 import warnings
@@ -54,6 +54,7 @@ from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import VisionModel
 from vision_tasks.task_spec import TaskSpec, get_spec
 
+from .fp16 import convert_to_fp16
 from .parity import MetricReport, ParityReport, check_images, check_int8_metrics, check_parity
 from .quant_graph import weight_layers
 from .quantize import DEFAULT_CALIBRATION_IMAGES, Calibration, calibration_images, quantize_network
@@ -69,18 +70,16 @@ class ExportError(VisionTasksError):
 class ExportWrapper(nn.Module):
     """``forward(images: uint8 [N, H, W, 3] RGB) -> tuple of the contract's outputs``.
 
-    Float outputs are float32 whatever ``dtype`` the model computes in; integer outputs
-    (labels, counts) are int64.
+    Float outputs are float32; integer outputs (labels, counts) are int64.
     """
 
-    def __init__(self, model: nn.Module, output_names: tuple[str, ...],
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: nn.Module, output_names: tuple[str, ...]) -> None:
         super().__init__()
-        self.model, self.dtype = model, dtype
+        self.model = model
         self.output_names = output_names
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        x = images.permute(0, 3, 1, 2).contiguous().to(self.dtype)
+        x = images.permute(0, 3, 1, 2).contiguous().float()
         outputs = self.model.postprocess(self.model(x))
         return tuple(outputs[name].float() if outputs[name].is_floating_point()
                      else outputs[name].long() for name in self.output_names)
@@ -182,7 +181,7 @@ def _precisions(model: VisionModel, cfg: Config, heads: dict[str, HeadInfo], ops
     names = output_names(model, size)
     translations = {op: fn for info in heads.values() for op, fn in info.task.onnx_translations.items()}
     what = next(iter(heads.values())).task.name if cfg.single_task else "multi-head"
-    proto, sample_outputs, layers = _trace(model, names, size, opset, fp16, translations, what)
+    proto, sample_outputs, layers = _trace(model, names, size, opset, translations, what)
     by_name = dict(zip(names, sample_outputs, strict=True))
     head_cfgs = cfg.head_configs()
     head_meta = {name: build_metadata(info.task.spec, head_cfgs[name], info.class_names,
@@ -196,19 +195,21 @@ def _precisions(model: VisionModel, cfg: Config, heads: dict[str, HeadInfo], ops
         meta = ModelMetadata(task=MULTI_TASK, class_names=(), input_size=(size, size), outputs=names,
                              contract_version=MULTI_HEAD_VERSION, package_version=__version__,
                              config=cfg.to_dict(), heads=head_meta)
-    return _with_int8(proto, meta, layers, fp16, int8)
+    return _with_precision(proto, meta, layers, fp16, int8)
 
 
-def _with_int8(proto: onnx.ModelProto, meta: ModelMetadata, layers: list[str], fp16: bool,
-               int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
-    """``(float graph,)`` or, with ``int8``, ``(fp32 graph, its quantized copy)``, each with
-    its metadata (precision, calibration)."""
-    if int8 is None:
-        return (_finish(proto, _precision(meta, "fp16" if fp16 else "fp32")),)
-    if fp16:
+def _with_precision(proto: onnx.ModelProto, meta: ModelMetadata, layers: list[str], fp16: bool,
+                    int8: Calibration | None) -> tuple[onnx.ModelProto, ...]:
+    """``(fp32 graph,)`` or, with ``fp16`` / ``int8``, ``(fp32 graph, its converted copy)``,
+    each with its metadata (precision, calibration)."""
+    if int8 is not None and fp16:
         raise ExportError("--int8 and --fp16 exclude each other; pass one")
     fp32 = _finish(proto, _precision(meta, "fp32"))
-    return fp32, _finish(quantize_network(fp32, layers, int8), _precision(meta, "int8", int8))
+    if fp16:
+        return fp32, convert_to_fp16(fp32)
+    if int8 is not None:
+        return fp32, _finish(quantize_network(fp32, layers, int8), _precision(meta, "int8", int8))
+    return (fp32,)
 
 
 def _precision(meta: ModelMetadata, precision: str,
@@ -219,15 +220,13 @@ def _precision(meta: ModelMetadata, precision: str,
     return replace(meta, extra=extra)
 
 
-def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int, fp16: bool,
+def _trace(model: nn.Module, names: tuple[str, ...], size: int, opset: int,
            translations: dict[Any, Any], what: str
            ) -> tuple[onnx.ModelProto, tuple[Tensor, ...], list[str]]:
     """The exported graph of ``model`` with ``names`` outputs, its fp32 outputs on a sample
     batch (for the metadata), and the names of its weight layers (for ``--int8``: read from
     the exporter's per-node records, which are then stripped)."""
-    dtype = torch.float16 if fp16 else torch.float32
-    graph_model = copy.deepcopy(model).to(dtype) if fp16 else model
-    wrapper = ExportWrapper(graph_model, names, dtype).eval()
+    wrapper = ExportWrapper(model, names).eval()
     sample = torch.zeros(2, size, size, 3, dtype=torch.uint8)  # batch 2: 1 would specialise
     with torch.no_grad():
         sample_outputs = ExportWrapper(model, names)(sample)
