@@ -111,6 +111,9 @@ def add_export(verbs: Any) -> None:
                    help="compare PyTorch and onnxruntime on data.val images; fail beyond tolerance "
                         "(--int8: vision-tasks val of the int8 and the fp32 file, each checked "
                         "metric at most 1 point lower)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out that is not a model of vision-tasks export "
+                        "(default: refuse; an earlier export is always replaced)")
     p.set_defaults(func=cmd_export)
 
 
@@ -127,6 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     out = Path(args.out) if args.out else default_output(checkpoint, precision)
     with hold_output(out, is_file=True, sigterm=True):  # one export per file; temp files go
+        _check_destination(out, args.overwrite)
         try:
             return _export(args)
         except OSError as err:
@@ -134,6 +138,25 @@ def cmd_export(args: argparse.Namespace) -> int:
                 raise  # names its file already
             raise VisionTasksError(f"{out}: cannot write ({err.strerror or err}); free some "
                                    "disk space or choose another --out") from None
+
+
+def _check_destination(out: Any, overwrite: bool) -> None:
+    """An existing ``out`` is replaced only when it is a model an earlier export wrote (its
+    ONNX metadata has our ``task``), or with ``--overwrite``: never a file of the user's."""
+    if overwrite or not out.exists():
+        return
+    if out.is_dir():
+        raise VisionTasksError(f"{out}: is a folder; pass --out the .onnx file to write")
+    import onnx
+
+    try:
+        ours = any(p.key == "task" for p in onnx.load(str(out), load_external_data=False)
+                   .metadata_props)
+    except Exception:  # not an ONNX file at all
+        ours = False
+    if not ours:
+        raise VisionTasksError(f"{out}: exists and is not a model written by vision-tasks "
+                               "export; choose another --out, or pass --overwrite to replace it")
 
 
 def _export(args: argparse.Namespace) -> int:

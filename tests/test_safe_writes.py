@@ -175,3 +175,20 @@ def test_sweep_removes_only_our_temporary_names(tmp_path):
         path.write_text("x")
     assert sweep_temp_files(tmp_path, depth=1) == 2
     assert not any(p.exists() for p in ours) and all(p.exists() for p in kept)
+
+
+def test_export_replaces_an_earlier_export_but_not_a_users_file(tiny_classify_run, tmp_path,
+                                                                capsys):
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("the user's own file")
+    assert main(["export", str(tiny_classify_run.best), "--out", str(mine)]) == 2
+    (line,) = _errors(capsys)
+    assert line == (f"error: {mine}: exists and is not a model written by vision-tasks export; "
+                    "choose another --out, or pass --overwrite to replace it")
+    assert mine.read_text() == "the user's own file"
+    ours = tmp_path / "ours.onnx"
+    for _ in range(2):  # the second export replaces the first one's file
+        assert main(["export", str(tiny_classify_run.best), "--out", str(ours)]) == 0
+    assert main(["export", str(tiny_classify_run.best), "--out", str(mine), "--overwrite"]) == 0
+    assert mine.read_bytes()[:1] != b"t"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp, no lock
