@@ -134,3 +134,19 @@ def test_held_lock_refuses_a_second_holder_in_the_same_process(tmp_path):
         with pytest.raises(OutputInUseError, match=f"pid {os.getpid()}"):
             with hold_output(tmp_path / "o"):
                 pass
+
+
+def test_train_processes_of_nproc_do_not_lock_the_folder_their_parent_holds(tmp_path, capsys,
+                                                                             monkeypatch):
+    from vision_tasks.locks import OUT_LOCKED_ENV
+
+    out = tmp_path / "run"
+    with hold_output(out):  # as `train --nproc N` does before it starts torchrun
+        monkeypatch.setenv(OUT_LOCKED_ENV, str(out.resolve()))
+        assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
+        (line,) = _error_lines(capsys)
+        assert "nothing to resume" in line  # got past the lock: the parent holds it
+        monkeypatch.delenv(OUT_LOCKED_ENV)
+        monkeypatch.setenv("RANK", "1")  # torchrun started by hand: only rank 0 locks
+        assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
+        assert "nothing to resume" in _error_lines(capsys)[0]

@@ -192,3 +192,17 @@ def test_export_replaces_an_earlier_export_but_not_a_users_file(tiny_classify_ru
     assert main(["export", str(tiny_classify_run.best), "--out", str(mine), "--overwrite"]) == 0
     assert mine.read_bytes()[:1] != b"t"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp, no lock
+
+
+def test_predict_on_a_video_keeps_a_videos_folder_it_did_not_write(tmp_path, capsys):
+    from test_video import write_video
+
+    model = segment_model(tmp_path / "seg.onnx", np.array([[4, 4, 40, 40]], np.float32))
+    clip = write_video(tmp_path / "clip.avi", 3)
+    out = tmp_path / "media"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "holiday.mp4").write_bytes(b"the user's film")
+    assert main(["predict", str(model), str(clip), "--out", str(out), "--quiet"]) == 2
+    (line,) = [line for line in _errors(capsys) if line.startswith("error:")]
+    assert line.startswith(f"error: {out / 'videos'} already exists") and "--overwrite" in line
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"the user's film"

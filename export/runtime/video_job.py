@@ -27,7 +27,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from vision_tasks.errors import OutputWriteError
+from vision_tasks.errors import OutputExistsError, OutputWriteError
 from vision_tasks.imaging import Letterbox
 from vision_tasks.results import Prediction, json_line
 
@@ -206,9 +206,11 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
     record = {**model_record(predictor), "vid_stride": options.stride,
               "track": options.tracker_record}
     _check_out(out, resume, overwrite, record)
-    if not resume:
-        for folder in (out / VIDEOS, out / MOT):
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in ((out / VIDEOS, out / MOT) if not resume else ()):
+        if folder.is_dir() and any(folder.iterdir()) and not overwrite:  # not ours to delete
+            raise OutputExistsError(f"{folder} already exists; choose another --out, or pass "
+                                    "--overwrite to start again (it deletes that folder)")
+        shutil.rmtree(folder, ignore_errors=True)
     done = read_progress(out) if resume else VideoProgress()
     files = [v for v in videos if not is_live(v)]
     root = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in files]) \
