@@ -22,6 +22,7 @@ export { parseMetadata, checkGraph, headLayout, ModelFileError, CONTRACT_VERSION
 export { readOnnxHeader, ProtobufError } from './onnx-proto.js';
 export { toPixels, decodeImage, ImageError } from './images.js';
 export { drawPrediction, shownItems, placeLabels, maskOverlay, colorOf, PALETTE } from './draw.js';
+export { runOnVideo, openCamera } from './video.js';
 export { roundDecimals, roundHalfEven } from './rounding.js';
 
 /**
