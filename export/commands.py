@@ -213,7 +213,8 @@ def add_predict(verbs: Any) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from vision_tasks.locks import hold_output
 
-    with hold_output(args.out):  # one run per --out (images, videos, --resume, Ray)
+    # one run per --out (images, videos, --resume, Ray); drawings mirror the source's folders
+    with hold_output(args.out, sweep_depth=64):
         return _predict(args)
 
 

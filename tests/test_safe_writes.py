@@ -206,3 +206,31 @@ def test_predict_on_a_video_keeps_a_videos_folder_it_did_not_write(tmp_path, cap
     (line,) = [line for line in _errors(capsys) if line.startswith("error:")]
     assert line.startswith(f"error: {out / 'videos'} already exists") and "--overwrite" in line
     assert (out / "videos" / "holiday.mp4").read_bytes() == b"the user's film"
+
+
+def test_convert_over_its_own_source_keeps_the_images(tmp_path):
+    root = tmp_path / "set"  # a YOLO set whose images already sit where COCO puts them
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir()
+    image = root / "train" / "images" / "a.png"
+    cv2.imwrite(str(image), np.full((20, 20, 3), 90, np.uint8))
+    (root / "train" / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("path: .\ntrain: train/images\nnames: [thing]\n")
+    before = image.read_bytes()
+    assert main(["data", "convert", str(root / "data.yaml"), str(root), "--overwrite"]) == 0
+    assert image.read_bytes() == before
+    assert json.loads((root / "train" / "annotations.json").read_text())["images"]
+
+
+def test_predict_sweeps_a_temporary_drawing_a_killed_run_left_deep_in_out(tmp_path):
+    model = segment_model(tmp_path / "seg.onnx", np.array([[4, 4, 40, 40]], np.float32))
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "p.png"), np.zeros((48, 64, 3), np.uint8))
+    argv = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / "out"),
+            "--quiet"]
+    assert main(argv) == 0
+    left = tmp_path / "out" / "images" / "a" / "b" / ".p.png.abcdefgh.tmp"  # as after SIGKILL
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a drawing")
+    assert main([*argv, "--resume"]) == 0
+    assert not left.exists()

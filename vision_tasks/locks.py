@@ -116,13 +116,13 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 @contextlib.contextmanager
 def hold_output(target: str | os.PathLike, *, is_file: bool = False, option: str = "--out",
-                sigterm: bool = False) -> Iterator[Path]:
+                sigterm: bool = False, sweep_depth: int = 1) -> Iterator[Path]:
     """Hold the run lock of output ``target`` (a folder, made if missing; or with ``is_file``
     one file, whose folder is made if missing) while inside; yields the lock file's path.
 
     On entry our own temporary files left there by a killed run (``fileio.sweep_temp_files``)
-    are removed: none of them can belong to a live run, as the lock says no other run is
-    writing. ``option`` names what to change in the message (``--out``, ``OUT``).
+    are removed (in a folder down to ``sweep_depth`` levels of sub-folders): none of them can
+    belong to a live run, as the lock says no other run is writing. ``option`` names what to change in the message (``--out``, ``OUT``).
     ``sigterm``: SIGTERM unwinds like Ctrl-C while inside (see ``_sigterm_unwinds``).
 
     Raises:
@@ -139,7 +139,7 @@ def hold_output(target: str | os.PathLike, *, is_file: bool = False, option: str
     fd = _acquire(path, str(target), option)
     try:
         sweep_temp_files(folder, only=target.name if is_file else None,
-                         depth=0 if is_file else 1)
+                         depth=0 if is_file else sweep_depth)
         if sigterm:
             with _sigterm_unwinds():
                 yield path

@@ -37,6 +37,8 @@ SPLITS = ("train", "val", "test")
 def _place(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
+        if os.path.samefile(src, dst):  # OUT laid over the source: the image is already there
+            return
         dst.unlink()
     try:
         os.link(src, dst)
