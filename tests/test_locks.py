@@ -150,3 +150,19 @@ def test_train_processes_of_nproc_do_not_lock_the_folder_their_parent_holds(tmp_
         monkeypatch.setenv("RANK", "1")  # torchrun started by hand: only rank 0 locks
         assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
         assert "nothing to resume" in _error_lines(capsys)[0]
+
+
+def test_a_run_that_fails_leaves_no_folder_it_made(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 2
+    assert "nothing to resume" in _error_lines(capsys)[0]
+    assert not out.exists()
+
+
+def test_a_folder_sweep_spares_the_temp_file_of_an_export_under_way(tmp_path):
+    out = tmp_path / "out"
+    with hold_output(out / "m.onnx", is_file=True):  # an export writing into the folder
+        temp = out / ".m.onnx.abcdefgh.tmp"
+        temp.write_bytes(b"being written")
+        with hold_output(out):  # a predict into the same folder
+            assert temp.exists()

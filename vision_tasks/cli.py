@@ -200,7 +200,8 @@ def cmd_val(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from vision_tasks.demo import run_demo
 
-    return run_demo(args, run_verb=lambda argv: main(argv))
+    with hold_output(args.out):  # its export and predict lock their own outputs inside
+        return run_demo(args, run_verb=lambda argv: main(argv))
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # The names ``atomic_path`` gives its temporary files: ``.<target name>.<8 random>.tmp``
@@ -72,21 +72,25 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
             os.unlink(tmp)
 
 
-def sweep_temp_files(folder: str | os.PathLike, only: str | None = None, depth: int = 0) -> int:
+def sweep_temp_files(folder: str | os.PathLike, only: str | None = None, depth: int = 0,
+                     spare: Callable[[str, str], bool] | None = None) -> int:
     """Remove the temporary files of ``atomic_path`` (``TEMP_NAME``) that a killed run left
     in ``folder`` and its sub-folders down to ``depth`` levels (0: ``folder`` only); with
-    ``only``, just those of the target called ``only``. Call it only while no other process
-    may write there (under ``vision_tasks.locks.hold_output``). Returns how many went."""
+    ``only``, just those of the target called ``only``; ``spare(folder, target name)`` True
+    keeps a target's (another process may be writing it). Call it only while no other
+    process may write there (under ``vision_tasks.locks.hold_output``). Returns how many
+    went."""
     removed = 0
     with contextlib.suppress(OSError):
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     if depth > 0:
-                        removed += sweep_temp_files(entry.path, only, depth - 1)
+                        removed += sweep_temp_files(entry.path, only, depth - 1, spare)
                     continue
                 match = TEMP_NAME.match(entry.name)
-                if match and (only is None or match["target"] == only) and entry.is_file():
+                if match and (only is None or match["target"] == only) and entry.is_file() \
+                        and not (spare and spare(os.fspath(folder), match["target"])):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
                         removed += 1

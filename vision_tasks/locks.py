@@ -134,12 +134,18 @@ def hold_output(target: str | os.PathLike, *, is_file: bool = False, option: str
     if folder.exists() and not folder.is_dir():
         raise VisionTasksError(f"{folder}: is a file, not a folder; pass {option} a folder "
                                "(it is made if missing)")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = lock_path_for(target, is_file)
-    fd = _acquire(path, str(target), option)
+    try:
+        fd = _acquire(path, str(target), option)
+    except BaseException:
+        _remove_if_empty(folder, created)
+        raise
     try:
         sweep_temp_files(folder, only=target.name if is_file else None,
-                         depth=0 if is_file else sweep_depth)
+                         depth=0 if is_file else sweep_depth,
+                         spare=None if is_file else _file_lock_held)
         if sigterm:
             with _sigterm_unwinds():
                 yield path
@@ -147,3 +153,29 @@ def hold_output(target: str | os.PathLike, *, is_file: bool = False, option: str
             yield path
     finally:
         _release(path, fd)
+        _remove_if_empty(folder, created)
+
+
+def _file_lock_held(folder: str, target: str) -> bool:
+    """Whether a live process holds the file lock of ``target`` in ``folder`` (an export
+    writing it now: its temporary file is not stale)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(os.path.join(folder, f".{target}.lock"), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing gives back a lock we took
+    return False
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """A folder this run made and left empty (it failed before writing) goes again."""
+    if created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
