@@ -166,3 +166,21 @@ def test_a_folder_sweep_spares_the_temp_file_of_an_export_under_way(tmp_path):
         temp.write_bytes(b"being written")
         with hold_output(out):  # a predict into the same folder
             assert temp.exists()
+
+
+@pytest.mark.parametrize("verb", ["val", "compose", "filters", "demo"])
+def test_the_other_writing_verbs_hold_their_outputs_too(verb, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv, target, is_file = {
+        "val": (["val", "best.pt", "--out", str(out)], out, False),
+        "compose": (["compose", "a.pt", "b.pt", "--out", str(out / "m.pt")], out / "m.pt", True),
+        "filters": (["filters", "best.pt", "x.png", "--out", str(out)], out, False),
+        "demo": (["demo", "--out", str(out), "--quiet"], out, False),
+    }[verb]
+    holder = _start_holder(target, is_file)
+    try:
+        assert main(argv) == 2
+        (line,) = _error_lines(capsys)
+        assert f"in use by another vision-tasks run (pid {holder.pid})" in line
+    finally:
+        _stop(holder)

@@ -187,9 +187,10 @@ def _require_config(args: argparse.Namespace) -> str:
 def cmd_val(args: argparse.Namespace) -> int:
     from vision_tasks.engine.validate import validate_model
 
-    metrics, out = validate_model(args.model, args.overrides, out_dir=args.out,
-                                  batch_size=args.batch_size, device=args.device,
-                                  progress=not args.quiet, evaluators=_evaluators())
+    with hold_output(args.out) if args.out else contextlib.nullcontext():
+        metrics, out = validate_model(args.model, args.overrides, out_dir=args.out,
+                                      batch_size=args.batch_size, device=args.device,
+                                      progress=not args.quiet, evaluators=_evaluators())
     from vision_tasks.engine.evaluate import format_metrics
 
     print(format_metrics(metrics))
@@ -216,14 +217,16 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from vision_tasks.engine.compose import compose_checkpoints
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    print(compose_checkpoints(args.checkpoints, args.out, names).summary())
+    with hold_output(args.out, is_file=True):
+        print(compose_checkpoints(args.checkpoints, args.out, names).summary())
     return 0
 
 
 def cmd_filters(args: argparse.Namespace) -> int:
     from vision_tasks.inspect.filters import draw_first_layer
 
-    print("\n".join(draw_first_layer(args.checkpoint, args.image, args.out).lines))
+    with hold_output(args.out):
+        print("\n".join(draw_first_layer(args.checkpoint, args.image, args.out).lines))
     return 0
 
 
