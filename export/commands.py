@@ -223,8 +223,12 @@ def _outside_out(paths: list[str], args: argparse.Namespace) -> list[str]:
     its drawings and videos are not input); an error when nothing is left."""
     import os
 
-    root = os.path.realpath(args.out) + os.sep
-    kept = [p for p in paths if "://" in p or not os.path.realpath(p).startswith(root)]
+    roots = tuple({os.path.realpath(args.out) + os.sep, os.path.abspath(args.out) + os.sep})
+    if os.path.isdir(args.source) and not any(
+            r.startswith(os.path.realpath(args.source) + os.sep) for r in roots):
+        return paths  # --out is not inside the folder walked: no path to look at
+    kept = [p for p in paths if "://" in p or not (os.path.abspath(p).startswith(roots)
+                                                   or os.path.realpath(p).startswith(roots))]
     if paths and not kept:
         raise VisionTasksError(f"{args.source}: all its files are inside --out {args.out}; "
                                "choose an --out outside what you predict")
