@@ -22,7 +22,7 @@ from vision_tasks.contract import ModelMetadata
 from vision_tasks.engine.evaluate import score_batches
 from vision_tasks.engine.heads import HeadData, evaluate_heads, head_data
 from vision_tasks.errors import ConfigError
-from vision_tasks.task_api import Evaluator, get_task
+from vision_tasks.task_api import Evaluator
 
 from .runtime import Predictor
 
@@ -38,8 +38,7 @@ def evaluate_onnx(path: str | Path, overrides: list[str], batch_size: int | None
         raise ConfigError(f"{path}: data.image_size={cfg.data.image_size} but the graph's input is "
                           f"{meta.input_size[0]}x{meta.input_size[1]}; drop that --set")
     heads_meta = meta.head_views()
-    tasks = {name: get_task(head.task) for name, head in heads_meta.items()}
-    heads = head_data(cfg, tasks, {name: list(h.class_names) for name, h in heads_meta.items()},
+    heads = head_data(cfg, {name: list(h.class_names) for name, h in heads_meta.items()},
                       batch_size or cfg.train.batch_size, train=False)
 
     def run(name: str, head: HeadData) -> tuple[dict[str, Any], Evaluator]:

@@ -31,7 +31,7 @@ from vision_tasks.config import Config
 from vision_tasks.data.sampler import EpochSampler
 from vision_tasks.engine.distributed import SINGLE, Dist
 from vision_tasks.engine.evaluate import make_loader, scalar_metrics
-from vision_tasks.task_api import Evaluator, Task
+from vision_tasks.task_api import Evaluator, Task, get_task
 
 SCORE = "score"
 """The multi-head run's selection metric: the mean of the heads' primary metrics."""
@@ -49,16 +49,15 @@ class HeadData:
     sampler: EpochSampler | None = None
 
 
-def head_data(cfg: Config, tasks: dict[str, Task], class_names: dict[str, list[str]] | None,
-              batch_size: int, train: bool, seed: int = 0, dist: Dist = SINGLE) -> dict[str, HeadData]:
-    """Each head's data sets (its :meth:`~vision_tasks.config.Config.head_configs` view's
-    ``data.train`` / ``data.val``).
+def head_data(cfg: Config, class_names: dict[str, list[str]] | None, batch_size: int, train: bool,
+              seed: int = 0, dist: Dist = SINGLE) -> dict[str, HeadData]:
+    """Each head's task and data sets (its :meth:`~vision_tasks.config.Config.head_configs`
+    view's ``task``, ``data.train`` / ``data.val``).
     ``class_names`` None: taken from each head's training set (a new run). ``batch_size``
     is global: under DDP each process loads its share of every head's training set."""
     out = {}
-    head_cfgs = cfg.head_configs()
-    for i, (name, task) in enumerate(tasks.items()):
-        head_cfg = head_cfgs[name]
+    for i, (name, head_cfg) in enumerate(cfg.head_configs().items()):
+        task = get_task(head_cfg.task)
         train_set = task.build_dataset(head_cfg, "train", train=True) if train else None
         names = class_names[name] if class_names else train_set.class_names
         val_set = task.build_dataset(head_cfg, "val", train=False, class_names=names)

@@ -20,7 +20,7 @@ from vision_tasks.engine.checkpoint import HeadInfo, checkpoint_header
 from vision_tasks.engine.distributed import SINGLE, Dist
 from vision_tasks.engine.evaluate import evaluate
 from vision_tasks.engine.heads import SCORE, JointLoader, JointLoss, evaluate_heads, head_data
-from vision_tasks.models.model import VisionModel, build_vision_model, head_tasks
+from vision_tasks.models.model import VisionModel, build_vision_model
 
 
 @dataclass
@@ -53,7 +53,7 @@ def training_plan(cfg: Config, load_pretrained: bool, dist: Dist = SINGLE) -> Tr
     batch of every head each step) and every head's validation; the run's score (the mean
     of the heads' primary metrics; a single-task run's primary metric) picks ``best.pt``.
     Under DDP, this process's shard of the training data (``dist``)."""
-    heads = head_data(cfg, head_tasks(cfg), None, cfg.train.batch_size, train=True,
+    heads = head_data(cfg, None, cfg.train.batch_size, train=True,
                       seed=cfg.train.seed, dist=dist)
     model = build_vision_model(cfg, {n: len(h.class_names) for n, h in heads.items()}, load_pretrained)
     head_cfgs = cfg.head_configs()

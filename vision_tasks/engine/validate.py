@@ -52,8 +52,7 @@ def validate_heads(loaded: LoadedModel, batch_size: int | None, device: Any, pro
     """Every head of a checkpoint's model on its own ``val`` set (one head: its metrics as
     they are; several: each head's under its name, and the run's score)."""
     model, cfg = loaded.model.to(device), loaded.cfg
-    tasks = {name: info.task for name, info in loaded.heads.items()}
-    heads = head_data(cfg, tasks, {name: info.class_names for name, info in loaded.heads.items()},
+    heads = head_data(cfg, {name: info.class_names for name, info in loaded.heads.items()},
                       batch_size or cfg.train.batch_size, train=False)
 
     def run(name: str, head: HeadData) -> tuple[dict[str, Any], Any]:

@@ -152,11 +152,6 @@ def build_shared_backbone(cfg: Config, load_pretrained: bool = True) -> Backbone
     return backbone
 
 
-def head_tasks(cfg: Config) -> dict[str, Task]:
-    """The training side of each head's task, by head name, in the config's order."""
-    return {name: get_task(head_cfg.task) for name, head_cfg in cfg.head_configs().items()}
-
-
 def build_vision_model(cfg: Config, num_classes: dict[str, int], load_pretrained: bool = True
                        ) -> VisionModel:
     """The shared backbone (its starting weights and freezing as ``model.backbone`` says) and
