@@ -8,9 +8,9 @@ with ``configs/multi.yaml`` (its epochs unless ``--epochs``):
 2. one joint run of all four heads per ``train.head_sampling`` (round_robin, proportional),
    and with ``--share-neck`` one more round-robin run whose detect and segment heads share
    their neck (``model.share_neck``);
-3. speed, model only: the joint run's one ONNX file against the four single-task files run one
-   after another on the same letterboxed batches (onnxruntime, CPU, batch ``--batch``),
-   interleaved repeats, medians.
+3. speed, model only, at each of ``--speed-sizes``: the joint run's one ONNX file against the
+   four single-task files run one after another on the same letterboxed batches (onnxruntime,
+   CPU, batch ``--batch``), interleaved repeats, medians.
 
 Each run's time is wall seconds and CPU seconds (this process and its loader workers), so
 that a loaded machine still gives comparable training costs. Prints a Markdown table and writes
@@ -30,12 +30,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from vision_tasks.export.onnx_export import export_checkpoint
+from vision_tasks.export.onnx_export import export_checkpoint, export_model
 from vision_tasks.export.runtime import Predictor
 
-from vision_tasks.config import load_config
+from vision_tasks.config import apply_overrides, config_from_dict, load_config
+from vision_tasks.engine.checkpoint import load_model
 from vision_tasks.engine.trainer import Trainer
 from vision_tasks.imaging import load_letterboxed
+from vision_tasks.models.model import build_vision_model
 from vision_tasks.task_api import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +69,23 @@ def train(cfg, out: Path) -> tuple[dict, dict, Path]:
         result.best
 
 
+def onnx_at(checkpoint: Path, size: int, out: Path) -> Path:
+    """``checkpoint`` as an ONNX file with a ``size`` px input. Size-bound layers (localize's
+    fully-connected trunk) keep their fresh initialisation at another size: the cost of a
+    graph does not depend on its weights, only NMS on how many boxes pass its threshold."""
+    loaded = load_model(checkpoint)
+    if loaded.cfg.data.image_size == size:
+        return export_checkpoint(checkpoint, out).path
+    cfg = config_from_dict(apply_overrides(loaded.cfg.to_dict(), [f"data.image_size={size}"]))
+    model = build_vision_model(cfg, {n: len(h.class_names) for n, h in loaded.heads.items()},
+                               load_pretrained=False)
+    own = model.state_dict()
+    fits = {k: v for k, v in loaded.model.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    out.write_bytes(export_model(model.eval(), cfg, loaded.heads).SerializeToString())
+    return out
+
+
 def model_only(predictors: list[Predictor], batches: list[np.ndarray], repeats: int) -> list[float]:
     """Images/s of running every predictor on every batch, per repeat."""
     rates = []
@@ -92,6 +111,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="batch of the speed measurement")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--speed-images", type=int, default=256)
+    ap.add_argument("--speed-sizes", type=int, nargs="+", default=[128, 320],
+                    help="input sides of the speed measurement (the training size uses the "
+                         "trained files; another size the same weights where their shapes fit)")
     args = ap.parse_args()
     out = args.out
     for i, task in enumerate(TASKS):
@@ -121,23 +143,25 @@ def main() -> None:
               + f" in {cost['seconds']:.0f} s ({cost['cpu_seconds']:.0f} CPU s)", flush=True)
 
     fastest = "round_robin_shared_neck" if args.share_neck else "round_robin"
-    multi_onnx = export_checkpoint(joint_best[fastest], out / "multi.onnx").path
-    single_onnx = [export_checkpoint(single_best[t], out / f"{t}.onnx").path for t in TASKS]
     images = sorted((out / "data" / "detect" / "val" / "images").iterdir())
     images = (images * (args.speed_images // len(images) + 1))[:args.speed_images]
-    size = (args.size, args.size)
-    inputs = np.stack([load_letterboxed(p, size)[0] for p in images])
-    batches = [inputs[i:i + args.batch] for i in range(0, len(inputs), args.batch)]
-    one = [Predictor(multi_onnx, device="cpu", batch_size=args.batch)]
-    four = [Predictor(p, device="cpu", batch_size=args.batch) for p in single_onnx]
-    model_only(one + four, batches[:2], 1)  # warm-up
-    multi_rates, single_rates = [], []
-    for _ in range(args.repeats):  # interleaved: both see the same machine state
-        multi_rates += model_only(one, batches, 1)
-        single_rates += model_only(four, batches, 1)
-    m, s = statistics.median(multi_rates), statistics.median(single_rates)
-    results["speed"] = {"multi_img_s": m, "four_singles_img_s": s, "ratio": m / s,
-                        "threads": one[0].threads, "multi_file": fastest}
+    results["speed"] = {}
+    for size in args.speed_sizes:
+        one = [Predictor(onnx_at(joint_best[fastest], size, out / f"multi-{size}.onnx"),
+                         device="cpu", batch_size=args.batch)]
+        four = [Predictor(onnx_at(single_best[t], size, out / f"{t}-{size}.onnx"), device="cpu",
+                          batch_size=args.batch) for t in TASKS]
+        inputs = np.stack([load_letterboxed(p, (size, size))[0] for p in images])
+        batches = [inputs[i:i + args.batch] for i in range(0, len(inputs), args.batch)]
+        model_only(one + four, batches[:2], 1)  # warm-up
+        multi_rates, single_rates = [], []
+        for _ in range(args.repeats):  # interleaved: both see the same machine state
+            multi_rates += model_only(one, batches, 1)
+            single_rates += model_only(four, batches, 1)
+        m, s = statistics.median(multi_rates), statistics.median(single_rates)
+        results["speed"][str(size)] = {"multi_img_s": m, "four_singles_img_s": s, "ratio": m / s,
+                                       "threads": one[0].threads, "multi_file": fastest,
+                                       "trained_size": size == args.size}
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     print("\n| head | single-task | " + " | ".join(f"joint {v}" for v in variants) + " |")
@@ -150,10 +174,10 @@ def main() -> None:
         total = sum(r[key] for r in results["single"].values())
         print(f"| training {unit} | {total:.0f} (four runs) | "
               + " | ".join(f"{results['joint'][v][key]:.0f}" for v in variants) + " |")
-    print(f"\nspeed, model only, batch {args.batch}, {args.size} px, {one[0].threads} threads: "
-          f"one multi-head file ({fastest}) {m:.1f} img/s, four single-task files {s:.1f} img/s "
-          f"({m / s:.2f}x)")
-
+    for size, r in results["speed"].items():
+        print(f"\nspeed, model only, batch {args.batch}, {size} px, {r['threads']} threads: "
+              f"one multi-head file ({fastest}) {r['multi_img_s']:.1f} img/s, four single-task "
+              f"files {r['four_singles_img_s']:.1f} img/s ({r['ratio']:.2f}x)")
 
 if __name__ == "__main__":
     main()

@@ -111,6 +111,9 @@ def add_export(verbs: Any) -> None:
                    help="compare PyTorch and onnxruntime on data.val images; fail beyond tolerance "
                         "(--int8: vision-tasks val of the int8 and the fp32 file, each checked "
                         "metric at most 1 point lower)")
+    p.add_argument("--image-size", type=_positive, default=None, metavar="N",
+                   help="the file's input side in px (default: the model's data.image_size); "
+                        "fully convolutional models export at any multiple of their stride")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out that is not a model of vision-tasks export "
                         "(default: refuse; an earlier export is always replaced)")
@@ -166,7 +169,8 @@ def _export(args: argparse.Namespace) -> int:
     result = export_checkpoint(args.checkpoint, args.out, opset=args.opset or DEFAULT_OPSET,
                                fp16=args.fp16, int8=args.int8, calibration=args.calibration,
                                calibration_count=args.calibration_images or DEFAULT_CALIBRATION_IMAGES,
-                               calibration_method=args.calibration_method, check=args.check)
+                               calibration_method=args.calibration_method, check=args.check,
+                               image_size=args.image_size)
     print(result.summary())
     return 0
 

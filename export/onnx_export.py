@@ -284,6 +284,24 @@ class ExportResult:
         return text
 
 
+def _load_at_size(checkpoint: Path, image_size: int | None) -> Any:
+    if image_size is None:
+        return load_model(checkpoint)
+    if image_size < 16:
+        raise ExportError(f"--image-size {image_size} is too small; pass a side of at least 16 px")
+    own = load_model(checkpoint)  # the checkpoint's own errors first, as they are
+    if own.cfg.data.image_size == image_size:
+        return own
+    try:
+        return load_model(checkpoint, [f"data.image_size={image_size}"])
+    except VisionTasksError as err:
+        size = own.cfg.data.image_size
+        why = ("a layer's weights are bound to its training size" if "of another shape" in str(err)
+               else str(err).splitlines()[0].split(": ", 1)[-1])
+        raise ExportError(f"{checkpoint}: cannot export at --image-size {image_size} ({why}); "
+                          f"export it at its own size, {size}") from None
+
+
 def default_output(checkpoint: Path, precision: str = "fp32") -> Path:
     """``RUN/weights/best.pt`` -> ``RUN/weights/best.onnx`` (``best.fp16.onnx``,
     ``best.int8.onnx`` for those precisions)."""
@@ -294,8 +312,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                       opset: int = DEFAULT_OPSET, fp16: bool = False, int8: bool = False,
                       calibration: str = "train",
                       calibration_count: int = DEFAULT_CALIBRATION_IMAGES,
-                      calibration_method: str = "minmax", check: bool = False) -> ExportResult:
+                      calibration_method: str = "minmax", check: bool = False,
+                      image_size: int | None = None) -> ExportResult:
     """Export ``checkpoint`` (EMA weights when present) to ``out``, atomically.
+
+    ``image_size``: the side of the file's square input (default: the model's
+    ``data.image_size``). A model without size-bound layers (global pooling, anchor points
+    derived from the size) exports at any multiple of its backbone stride; one with a
+    fully-connected layer over a fixed map is refused with a one-line error.
 
     With ``check``, the graph is first run by onnxruntime on real ``data.val`` images (or
     synthetic ones) against the fp32 PyTorch model (tolerances: :mod:`vision_tasks.export.parity`); on
@@ -317,7 +341,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     out = Path(out) if out is not None else default_output(checkpoint, precision)
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    loaded = load_model(checkpoint)
+    loaded = _load_at_size(checkpoint, image_size)
     model, cfg = loaded.model, loaded.cfg
     first, head = loaded.first  # the checks and the calibration use the first head's data
     check_cfg, task, names = cfg.head_configs()[first], head.task, head.class_names
