@@ -98,23 +98,8 @@ def model_only(predictors: list[Predictor], batches: list[np.ndarray], repeats: 
     return rates
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--train", type=int, default=600, help="training images per task")
-    ap.add_argument("--val", type=int, default=150, help="validation images per task")
-    ap.add_argument("--epochs", type=int, default=None, help="default: configs/multi.yaml's")
-    ap.add_argument("--style", choices=("default", "hard"), default="default")
-    ap.add_argument("--share-neck", action="store_true",
-                    help="also a round-robin run with model.share_neck (detect + segment)")
-    ap.add_argument("--batch", type=int, default=32, help="batch of the speed measurement")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--speed-images", type=int, default=256)
-    ap.add_argument("--speed-sizes", type=int, nargs="+", default=[128, 320],
-                    help="input sides of the speed measurement (the training size uses the "
-                         "trained files; another size the same weights where their shapes fit)")
-    args = ap.parse_args()
+def train_all(args: argparse.Namespace) -> tuple[dict, dict, dict, dict]:
+    """The four single-task runs and the joint variants; their metrics and costs."""
     out = args.out
     for i, task in enumerate(TASKS):
         get_task(task).synthesize(out / "data" / task, args.train, args.val, args.size, seed=i,
@@ -142,7 +127,39 @@ def main() -> None:
         print(f"joint {name}: " + ", ".join(f"{t} {metrics[f'{t}.{PRIMARY[t]}']:.4f}" for t in TASKS)
               + f" in {cost['seconds']:.0f} s ({cost['cpu_seconds']:.0f} CPU s)", flush=True)
 
-    fastest = "round_robin_shared_neck" if args.share_neck else "round_robin"
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results, variants, single_best, joint_best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--train", type=int, default=600, help="training images per task")
+    ap.add_argument("--val", type=int, default=150, help="validation images per task")
+    ap.add_argument("--epochs", type=int, default=None, help="default: configs/multi.yaml's")
+    ap.add_argument("--style", choices=("default", "hard"), default="default")
+    ap.add_argument("--share-neck", action="store_true",
+                    help="also a round-robin run with model.share_neck (detect + segment)")
+    ap.add_argument("--batch", type=int, default=32, help="batch of the speed measurement")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--speed-images", type=int, default=256)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="measure the speed only, from the best.pt files of an earlier run into "
+                         "--out (e.g. again on a quieter machine); results.json is updated")
+    ap.add_argument("--speed-sizes", type=int, nargs="+", default=[128, 320],
+                    help="input sides of the speed measurement (the training size uses the "
+                         "trained files; another size the same weights where their shapes fit)")
+    args = ap.parse_args()
+    out = args.out
+    if args.speed_only:
+        results = json.loads((out / "results.json").read_text())
+        variants = list(results["joint"])
+        single_best = {t: out / f"single-{t}" / "weights" / "best.pt" for t in TASKS}
+        joint_best = {v: out / f"joint-{v}" / "weights" / "best.pt" for v in variants}
+    else:
+        results, variants, single_best, joint_best = train_all(args)
+    fastest = "round_robin_shared_neck" if "round_robin_shared_neck" in variants else "round_robin"
     images = sorted((out / "data" / "detect" / "val" / "images").iterdir())
     images = (images * (args.speed_images // len(images) + 1))[:args.speed_images]
     results["speed"] = {}

@@ -69,7 +69,7 @@ def test_image_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize(
     "array",
-    [np.zeros((0, 5, 3), np.uint8), np.zeros((4, 5, 2), np.uint8), np.zeros((2, 4, 5, 3), np.uint8),
+    [np.zeros((0, 5, 3), np.uint8), np.zeros((4, 5, 2), np.uint8),
      np.zeros(7, np.uint8), np.zeros((4, 5, 3), np.complex64), np.zeros((4, 5), object)],
 )
 def test_unsupported_arrays_raise_image_error(array: np.ndarray) -> None:
@@ -160,15 +160,39 @@ def test_numpy_input_is_copied_not_aliased() -> None:
         (np.array([[[0], [128], [255]]], np.uint8), [0, 128, 255]),
         (np.array([[0, 257, 65535]], np.uint16), [0, 1, 255]),
         (np.array([[False, True, True]]), [0, 255, 255]),
-        (np.array([[-0.5, 0.5, 2.0]], np.float32), [0, 128, 255]),
-        (np.array([[np.nan, 0.0, 1.0]], np.float64), [0, 0, 255]),
-        (np.array([[-3, 100, 999]], np.int32), [0, 100, 255]),
+        (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255]),
+        (np.array([[-0.0005, 0.2, 1.0005]], np.float64), [0, 51, 255]),  # rounding slack
+        (np.array([[0, 100, 255]], np.int32), [0, 100, 255]),
+        (np.array([[0, 7, 255]], np.int64), [0, 7, 255]),
     ],
 )
 def test_numpy_dtypes_and_gray_shapes_convert_to_uint8_rgb(array: np.ndarray, expected: list) -> None:
     out = load_image(array)
     _assert_rgb_uint8(out, 1, 3)
     np.testing.assert_array_equal(out, np.repeat(np.array(expected, np.uint8)[None, :, None], 3, 2))
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.full((8, 8, 3), 200.0, np.float32), "look like 0..255 levels: divide by 255"),
+        (np.array([[-0.5, 0.5]], np.float32), "must be in [0, 1]"),
+        (np.array([[np.nan, 0.5]], np.float64), "NaN or infinity"),
+        (np.array([[0.5, np.inf]], np.float16), "NaN or infinity"),
+        (np.array([[-3, 100]], np.int32), "levels 0..255"),
+        (np.array([[0, 300]], np.uint32), "levels 0..255"),
+        (np.zeros((3, 20, 30), np.uint8), "channels-first [C, H, W]; pass [H, W, C]"),
+        (np.zeros((2, 20, 30, 3), np.uint8), "is a batch"),
+        (np.zeros((4, 4), np.complex64), "unsupported array dtype"),
+        (np.zeros((0, 4), np.uint8), "unsupported array shape"),
+    ],
+)
+def test_numpy_values_outside_the_documented_rules_are_refused_not_clipped(
+        array: np.ndarray, message: str) -> None:
+    with pytest.raises(ImageError) as err:
+        load_image(array)
+    text = str(err.value)
+    assert text.startswith("<array>: ") and message in text and "\n" not in text
 
 
 def test_numpy_rgba_drops_alpha() -> None:

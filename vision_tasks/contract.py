@@ -202,12 +202,12 @@ class ModelMetadata:
             input_size=_input_size(values["input_size"], source),
             outputs=tuple(_check_list(values["outputs"], str, source, "outputs")),
             pad_value=_pad_value(values["letterbox"], source),
-            thresholds=_check(values["thresholds"], dict, source, "thresholds", "a mapping"),
+            thresholds=_thresholds(values["thresholds"], source, "thresholds"),
             max_detections=_max_detections(values["max_detections"], source),
             contract_version=version,
             package_version=str(values["package_version"]),
             config=_check(values["config"], dict, source, "config", "a mapping"),
-            category_ids=_category_ids(props, source),
+            category_ids=_category_ids(props, source, len(values["class_names"])),
             extra={key: _lenient(text) for key, text in props.items()
                    if key not in METADATA_KEYS and key != "category_ids"},
         )
@@ -236,9 +236,9 @@ class ModelMetadata:
                 task=_check(head["task"], str, source, f"{where}.task", "a task name"),
                 class_names=tuple(_check_list(head["class_names"], str, source, f"{where}.class_names")),
                 outputs=tuple(_check_list(head["outputs"], str, source, f"{where}.outputs")),
-                thresholds=_check(head["thresholds"], dict, source, f"{where}.thresholds", "a mapping"),
-                max_detections=_max_detections(head["max_detections"], source),
-                category_ids=(tuple(_check_list(ids, int, source, f"{where}.category_ids"))
+                thresholds=_thresholds(head["thresholds"], source, f"{where}.thresholds"),
+                max_detections=_max_detections(head["max_detections"], source, f"{where}.max_detections"),
+                category_ids=(_ids(ids, len(head["class_names"]), source, f"{where}.category_ids")
                               if ids is not None else None),
                 extra={k: v for k, v in head.items() if k not in _HEAD_KEYS}, **shared)
         outputs = tuple(_check_list(values["outputs"], str, source, "outputs"))
@@ -297,13 +297,30 @@ def _pad_value(value: Any, source: str) -> int:
     return int(pad)
 
 
-def _max_detections(value: Any, source: str) -> int | None:
+def _max_detections(value: Any, source: str, key: str = "max_detections") -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        _bad(source, "max_detections", "a positive integer or null", value)
+        _bad(source, key, "a positive integer or null", value)
     return value
 
 
-def _category_ids(props: Mapping[str, str], source: str) -> tuple[int, ...] | None:
+def _thresholds(value: Any, source: str, key: str) -> dict[str, float]:
+    """A mapping of threshold name -> a number in [0, 1] (score, iou, mask...)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+            for v in value.values()):
+        _bad(source, key, "a mapping of names to numbers in [0, 1]", value)
+    return value
+
+
+def _ids(value: Any, classes: int, source: str, key: str) -> tuple[int, ...]:
+    """Original category ids, one per class name."""
+    ids = _check_list(value, int, source, key)
+    if len(ids) != classes or any(isinstance(i, bool) for i in ids):
+        _bad(source, key, f"one integer per class name ({classes})", value)
+    return tuple(ids)
+
+
+def _category_ids(props: Mapping[str, str], source: str, classes: int) -> tuple[int, ...] | None:
     if "category_ids" not in props:
         return None
-    return tuple(_check_list(_parse(props, "category_ids", source), int, source, "category_ids"))
+    return _ids(_parse(props, "category_ids", source), classes, source, "category_ids")

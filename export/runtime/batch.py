@@ -80,9 +80,11 @@ def read_done(path: Path) -> set[str]:
     done = set()
     for line in data[:end].decode("utf-8", errors="replace").splitlines():
         try:
-            done.add(json.loads(line)["source"])
+            source = json.loads(line)["source"]
         except (ValueError, KeyError, TypeError):
             continue  # a damaged line: that source is simply predicted again
+        if isinstance(source, str):
+            done.add(source)
     return done
 
 

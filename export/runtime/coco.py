@@ -42,7 +42,7 @@ def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata,
     ``head``: of a multi-head model, the box head whose results to take (``meta`` is that
     head's metadata; the line holds its fields under its name).
 
-    A damaged line is skipped, as :func:`vision_tasks.export.runtime.batch.read_done` does (``--resume``
+    A damaged line, or one whose fields have another shape, is skipped, as :func:`vision_tasks.export.runtime.batch.read_done` does (``--resume``
     predicts its image again, which gives it a good line).
     """
     entries: list[dict[str, Any]] = []
@@ -54,9 +54,12 @@ def write_coco_results(predictions_jsonl: Path, out: Path, meta: ModelMetadata,
                 line = json.loads(text)
             except ValueError:
                 continue
-            if isinstance(line, dict) and "source" in line:
-                if head is not None:
-                    line = {"source": line["source"], **line.get(head, {})}
-                entries += coco_entries(line, meta)
+            if isinstance(line, dict) and isinstance(line.get("source"), str):
+                try:
+                    if head is not None:
+                        line = {"source": line["source"], **line.get(head, {})}
+                    entries += coco_entries(line, meta)
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                    continue  # a line of another shape (edited, another tool's): skipped too
     atomic_write_text(out, json.dumps(entries) + "\n")
     return len(entries)

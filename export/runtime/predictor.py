@@ -60,7 +60,39 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
     if set(names) != set(expected):
         raise ModelFileError(f"{source}: outputs {list(names)} do not match the {meta.task} "
                              f"contract {list(expected)}; re-export the model")
+    check_output_shapes(session.get_outputs(), meta, source)
     return meta
+
+
+_ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+
+
+def check_output_shapes(outputs: Sequence[ort.NodeArg], meta: ModelMetadata, source: str) -> None:
+    """Each graph output's element type and fixed sizes against what the metadata says of
+    it: ``C`` = the head's class count, ``K`` = its ``max_detections``, numbers as the task
+    spec states them (sizes the graph leaves symbolic are not compared). A file whose
+    metadata was edited, or written by another tool, fails here with one line, not later
+    with wrong class names or an index error in a decoder."""
+    graph = {o.name: o for o in outputs}
+    for name, head in meta.head_views().items():
+        for out in get_spec(head.task).outputs:
+            arg = graph[meta.output_name(name, out.name)]
+            wanted = {"C": head.num_classes, "K": head.max_detections}
+            if arg.type != _ORT_TYPES[out.dtype]:
+                raise ModelFileError(f"{source}: output '{arg.name}' is {arg.type}, the contract "
+                                     f"says {_ORT_TYPES[out.dtype]}; re-export the model")
+            if len(arg.shape) != len(out.shape):
+                raise ModelFileError(f"{source}: output '{arg.name}' has {len(arg.shape)} "
+                                     f"dimensions, the contract {len(out.shape)} "
+                                     f"({', '.join(map(str, out.shape))}); re-export the model")
+            for got, dim in zip(arg.shape, out.shape, strict=True):
+                need = dim if isinstance(dim, int) else wanted.get(dim)
+                if isinstance(got, int) and need is not None and got != need:
+                    what = {"C": f"{need} classes in class_names",
+                            "K": f"max_detections {need}"}.get(str(dim), str(need))
+                    raise ModelFileError(f"{source}: output '{arg.name}' has size {got} where "
+                                         f"its metadata says {what}; the metadata does not "
+                                         "describe this graph: re-export the model")
 
 
 def specs_of(meta: ModelMetadata, source: str) -> dict[str, TaskSpec]:
@@ -234,10 +266,13 @@ class Predictor:
         return self._run(self._lane_sessions.get(), images)
 
     def _run(self, session: ort.InferenceSession, images: np.ndarray) -> Outputs:
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (*self.input_size, 3):
-            raise ValueError(f"run expects uint8 [N, {self.input_size[0]}, {self.input_size[1]}, 3] "
-                             f"letterboxed images, got {images.dtype} {images.shape}; use predict "
-                             "for images of any size")
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
+                or images.shape[1:] != (*self.input_size, 3) or not len(images):
+            got = (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
+                   else type(images).__name__)
+            raise ValueError(f"run expects a non-empty uint8 array [N, {self.input_size[0]}, "
+                             f"{self.input_size[1]}, 3] of letterboxed images, got {got}; use "
+                             "predict for images of any size")
         return self._runner.run(session, np.ascontiguousarray(images))
 
     def decode(self, outputs: Outputs, letterboxes: Sequence[Letterbox],
@@ -251,8 +286,11 @@ class Predictor:
         spec = self.head_specs or self.spec
         if heads is not None:
             spec = {name: self.head_specs[name] for name in heads}
-        return decode_batch(outputs, letterboxes, sources, self.metadata, spec,
-                            self.score_threshold if score_threshold is None else score_threshold)
+        try:
+            return decode_batch(outputs, letterboxes, sources, self.metadata, spec,
+                                self.score_threshold if score_threshold is None else score_threshold)
+        except ModelFileError as err:  # outputs the metadata does not describe
+            raise ModelFileError(f"{self.path}: {err}") from None
 
     def predict_prepared(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox],
                          sources: Sequence[str]) -> list[Prediction]:
@@ -263,7 +301,8 @@ class Predictor:
         """Predictions for one image or many, in order, ``batch_size`` images per call.
 
         A source is a path, encoded bytes, a PIL image or a numpy array (gray, RGB, RGBA,
-        16-bit...; see :func:`vision_tasks.imaging.load_image`). One source gives a list of one.
+        16-bit...; see :func:`vision_tasks.imaging.load_image`). One source gives a list of one;
+        a 4-D array ``[N, H, W, C]`` is N images.
         More than one batch of sources goes through the predict pipeline
         (:func:`vision_tasks.export.runtime.pipeline.predict_stream`: decoding in worker threads,
         :attr:`lanes` batches at once); one batch is decoded here and run in one call.
@@ -272,8 +311,10 @@ class Predictor:
             ImageError: an image cannot be read or decoded (the batch CLI skips such
                 images instead; see :mod:`vision_tasks.export.runtime.batch`).
         """
-        if isinstance(sources, str | os.PathLike | bytes | bytearray | memoryview
-                      | np.ndarray | Image.Image):
+        if isinstance(sources, np.ndarray) and sources.ndim == 4:
+            sources = list(sources)  # a batch [N, H, W, C]: one image per row
+        elif isinstance(sources, str | os.PathLike | bytes | bytearray | memoryview
+                        | np.ndarray | Image.Image):
             sources = [sources]
         sources = list(sources)
         if len(sources) > self.batch_size:

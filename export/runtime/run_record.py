@@ -53,8 +53,13 @@ def check_resume(out: Path, record: dict[str, Any]) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return
-    except (OSError, ValueError):
-        old = {}
+    except (OSError, ValueError) as err:
+        old = err
+    if not isinstance(old, dict) or not isinstance(old.get("model_sha256", ""), str):
+        why = (f"unreadable ({getattr(old, 'strerror', None) or old})"
+               if isinstance(old, Exception) else "not a record of vision-tasks predict")
+        raise OutputExistsError(f"{path}: {why}; --resume cannot tell which model wrote {out}: "
+                                "pass another --out, or --overwrite to start again")
     differs = [key for key in record if key not in _NOT_COMPARED and old.get(key) != record[key]]
     if not differs:
         return

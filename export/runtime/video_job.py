@@ -91,12 +91,17 @@ def read_progress(out: Path) -> VideoProgress:
                     source = record["source"]
                 except (ValueError, KeyError, TypeError):
                     continue
+                if not isinstance(source, str):
+                    continue  # not a line this product wrote: its source is predicted again
                 if is_error:
                     progress.failed.add(source)
-                elif isinstance(record.get("frame"), int):
+                elif isinstance(record.get("frame"), int) and not isinstance(record["frame"], bool):
                     frame = record["frame"]
                     progress.last_frame[source] = max(progress.last_frame.get(source, -1), frame)
-                    ids = [d.get("track_id", 0) for d in record.get("detections") or []]
+                    found = record.get("detections")
+                    ids = [d.get("track_id") for d in found if isinstance(d, dict)] \
+                        if isinstance(found, list) else []
+                    ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
                     progress.last_track[source] = max([progress.last_track.get(source, 0), *ids])
     return progress
 

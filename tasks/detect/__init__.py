@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vision_tasks.contract import ModelMetadata
+from vision_tasks.contract import ModelFileError, ModelMetadata
 from vision_tasks.imaging import Letterbox
 from vision_tasks.masks import resample_mask
 from vision_tasks.results import Detection, Prediction
@@ -83,9 +83,16 @@ def decode_detect(outputs: dict[str, np.ndarray], i: int, lb: Letterbox, meta: M
     :class:`Detection` keeps that crop (see :func:`vision_tasks.masks.resample_mask`).
     """
     n = int(outputs["num_detections"][i])
+    if not 0 <= n <= outputs["scores"].shape[1]:
+        raise ModelFileError(f"the graph returned num_detections {n} for a row of "
+                             f"{outputs['scores'].shape[1]}; re-export the model")
     n = int(np.count_nonzero(outputs["scores"][i, :n] >= min_score))
     boxes = lb.boxes_to_original(outputs["boxes"][i, :n])
     scores, labels = outputs["scores"][i, :n], outputs["labels"][i, :n]
+    if n and not 0 <= int(labels.min()) <= int(labels.max()) < meta.num_classes:
+        raise ModelFileError(f"the graph returned label {int(labels.max())} but its metadata "
+                             f"names {meta.num_classes} classes (class_names); the metadata does "
+                             "not describe this graph: re-export the model")
     crops = [None] * n
     if "masks" in outputs:
         threshold = float(meta.thresholds.get("mask", 0.5))

@@ -99,20 +99,38 @@ def checkpoint_header(cfg: Config, heads: dict[str, HeadInfo]) -> dict[str, Any]
 
 
 def checkpoint_heads(ckpt: dict[str, Any], cfg: Config, path: str | Path) -> dict[str, HeadInfo]:
-    """Each head's task and classes, as :func:`checkpoint_header` wrote them."""
+    """Each head's task and classes, as :func:`checkpoint_header` wrote them (checked: a list
+    of class names, category ids one per class)."""
     if cfg.single_task:
         if "class_names" not in ckpt:
             raise CheckpointError(f"{path}: incomplete checkpoint (no class_names); pass "
                                   "RUN/weights/best.pt or last.pt from vision-tasks train")
-        return {cfg.task: HeadInfo(get_task(cfg.task), list(ckpt["class_names"]),
-                                   ckpt.get("category_ids"))}
+        return {cfg.task: _head_info(cfg.task, ckpt, path, "")}
     recorded = ckpt.get("heads")
     if not isinstance(recorded, dict) or set(recorded) != set(cfg.heads):
         raise CheckpointError(f"{path}: its heads section does not match its config's heads; "
                               "pass a checkpoint from `vision-tasks compose` or a multi-head `train`")
-    return {name: HeadInfo(get_task(cfg.heads[name].task), list(recorded[name]["class_names"]),
-                           recorded[name].get("category_ids"))
+    return {name: _head_info(cfg.heads[name].task, recorded[name], path, f"heads.{name}.")
             for name in cfg.heads}
+
+
+def _head_info(task: str, header: Any, path: str | Path, where: str) -> HeadInfo:
+    names = header.get("class_names") if isinstance(header, dict) else None
+    ids = header.get("category_ids") if isinstance(header, dict) else None
+    if not (isinstance(names, list | tuple) and names and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{path}: its {where}class_names is {_short(names)}, not a list of "
+                              "names; pass RUN/weights/best.pt or last.pt from vision-tasks train")
+    if ids is not None and not (isinstance(ids, list | tuple) and len(ids) == len(names) and all(
+            i is None or isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        raise CheckpointError(f"{path}: its {where}category_ids is {_short(ids)}, not one id "
+                              f"per class ({len(names)}); pass RUN/weights/best.pt or last.pt "
+                              "from vision-tasks train")
+    return HeadInfo(get_task(task), list(names), list(ids) if ids is not None else None)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def load_model(path: str | Path, overrides: list[str] | None = None, use_ema: bool = True,

@@ -116,22 +116,33 @@ class TrainState:
                 "epoch": self.epoch, "history": self.history, "best_metric": self.best, "rng": rng,
                 **({"rng_by_rank": rng_by_rank} if rng_by_rank and len(rng_by_rank) > 1 else {})}
 
-    def load_state_dict(self, state: dict[str, Any], rank: int = 0, world: int = 1) -> None:
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0, world: int = 1,
+                        source: str | Path = "weights/last.pt") -> None:
         """Continue from ``state`` (a :meth:`state_dict`), random generators included: under
         DDP each process its own, when the run had as many processes."""
-        load_model_weights(self.model, state["model"], "weights/last.pt", "this run's model",
+        load_model_weights(self.model, state["model"], source, "this run's model",
                            "resume only from the last.pt this run wrote")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema"):
-            self.ema.module.load_state_dict(state["ema"])
-            self.ema.updates = state["ema_updates"]
-        self.epoch, self.history = state["epoch"], list(state["history"])
-        self.best = float(state["best_metric"])
-        by_rank = state.get("rng_by_rank") or []
-        rng = by_rank[rank] if len(by_rank) == world else state["rng"]
-        torch.set_rng_state(rng["cpu"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.ema is not None and state.get("ema"):
+                self.ema.module.load_state_dict(state["ema"])
+                self.ema.updates = int(state["ema_updates"])
+            epoch, history = state["epoch"], state["history"]
+            if not (isinstance(epoch, int) and epoch >= 0 and isinstance(history, list)
+                    and all(isinstance(row, dict) for row in history)):
+                raise ValueError("epoch or history of another form")
+            self.epoch, self.history = epoch, list(history)
+            self.best = float(state["best_metric"])
+            by_rank = state.get("rng_by_rank") or []
+            rng = by_rank[rank] if len(by_rank) == world else state["rng"]
+            torch.set_rng_state(rng["cpu"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            what = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:120]
+            raise CheckpointError(f"{source}: its training state is damaged or not one "
+                                  f"this version wrote ({what}); --resume needs the last.pt "
+                                  "its run wrote: start a new run into another --out") from None
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
@@ -245,7 +256,7 @@ class Trainer:
             state.ddp = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if self.resume_state is not None:
-            state.load_state_dict(self.resume_state, dist.rank, dist.world)
+            state.load_state_dict(self.resume_state, dist.rank, dist.world, self.last_path)
             log(f"resuming {self.run_dir} after epoch {state.epoch} of {tcfg.epochs}")
         elif main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
