@@ -44,6 +44,11 @@ Criterion = Callable[[Any, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 TRAINING_ONLY = ("optimizer", "scheduler", "scaler")
 """Checkpoint keys that ``last.pt`` holds for ``--resume`` and ``best.pt`` leaves out."""
+CURVES_EVERY_S = 30.0
+"""curves.png (and the best epoch's evaluation plots) are drawn after the last epoch, and
+after an epoch when this many seconds have passed since they were last drawn (a figure of a
+multi-head run's 30 panels takes seconds to draw: per epoch it would cost short epochs more
+than their training); metrics.csv, TensorBoard and the checkpoints are written every epoch."""
 
 
 @dataclass
@@ -271,6 +276,8 @@ class Trainer:
         board = (TensorBoardLog(self.run_dir / "tensorboard",
                                 purge_step=state.epoch + 1 if state.epoch else None) if main else None)
         t0, metrics = time.time(), {}
+        drawn = time.monotonic()  # when curves.png was last drawn
+        best_plots: Any = None  # the evaluator of a best epoch whose plots are not drawn yet
         try:
             for epoch in range(state.epoch + 1, tcfg.epochs + 1):
                 plan.set_epoch(epoch)
@@ -295,9 +302,13 @@ class Trainer:
                     if improved:
                         save_checkpoint(self.best_path, {k: v for k, v in checkpoint.items()
                                                          if k not in TRAINING_ONLY})
-                        evaluator.save_plots(self.run_dir)
+                        best_plots = evaluator  # the best epoch's plots, drawn when due
                     write_metrics_csv(state.history, self.run_dir / "metrics.csv")
-                    plot_curves(state.history, self.run_dir / "curves.png")
+                    if epoch == tcfg.epochs or time.monotonic() - drawn >= CURVES_EVERY_S:
+                        plot_curves(state.history, self.run_dir / "curves.png")
+                        if best_plots is not None:
+                            best_plots.save_plots(self.run_dir)
+                        drawn, best_plots = time.monotonic(), None
                     board.log(row, epoch)
                     log(f"epoch {epoch}/{tcfg.epochs}  loss {losses['train_loss']:.4f}  "
                         f"{format_metrics(metrics)}" + ("  (best)" if improved else ""))
