@@ -197,8 +197,13 @@ def add_predict(verbs: Any) -> None:
     _reduced_decode(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="skip images already done in OUT (predicted, or failed: a failed "
-                                            "image is not retried; --overwrite starts again)")
-    group.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT")
+                                            "image is tried again only with --retry-errors)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="discard earlier results in OUT: its JSONL files and the drawings, "
+                            "videos and tracks its run.json lists (other files stay)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: predict the sources of OUT/errors.jsonl again (fixed "
+                        "ones leave it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine(p)
     video = p.add_argument_group("videos and streams")
@@ -247,6 +252,9 @@ def _predict(args: argparse.Namespace) -> int:
     from .runtime.sources import find_sources
     from .runtime.video_cli import check_image_flags, find_videos, predict_videos
 
+    if args.retry_errors and not args.resume:
+        raise VisionTasksError("--retry-errors tries again the failures of an earlier run in "
+                               "--out: add --resume")
     ray = _ray_options(args)  # on Ray, this process's model only checks and names the run
     videos = find_videos(args.source)
     if videos is not None:
@@ -272,17 +280,20 @@ def _predict(args: argparse.Namespace) -> int:
 
             summary = run_predict_ray(predictor, sources, args.out, ray,
                                       save_images=args.save_images, resume=args.resume,
-                                      overwrite=args.overwrite, progress=not args.quiet)
+                                      overwrite=args.overwrite, progress=not args.quiet,
+                                      retry_errors=args.retry_errors)
         else:
             summary = run_predict(predictor, sources, args.out, workers=args.workers,
                                   save_images=args.save_images, resume=args.resume,
-                                  overwrite=args.overwrite, progress=not args.quiet)
+                                  overwrite=args.overwrite, progress=not args.quiet,
+                                  retry_errors=args.retry_errors)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished images are in {args.out}; continue with the same "
               "command plus --resume", file=sys.stderr)
         return 130
-    skipped = (f", {summary.skipped} skipped (done before, failed ones too: they are not "
-               "retried; --overwrite starts again)" if summary.skipped else "")
+    skipped = (f", {summary.skipped} skipped (done before" + (
+        f"; {summary.failed_before} of them failed before: add --retry-errors to try them "
+        "again" if summary.failed_before else "") + ")" if summary.skipped else "")
     print(f"predicted {_count(summary.predicted, 'image')}, {_count(summary.errors, 'error')}{skipped} in "
           f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} images/s)")
     print(f"  predictions: {summary.predictions_path}")

@@ -3,9 +3,11 @@
 ``OUT/predictions.jsonl`` gets one line per image (:meth:`Prediction.to_dict`), written and
 flushed as results arrive, so an interrupted run keeps every finished line;
 ``OUT/errors.jsonl`` gets ``{"source", "error"}`` for each file that could not be read or
-decoded, and the run carries on. ``resume=True`` skips sources already in either file, and
-only continues a folder written by the same model and settings (``OUT/run.json``, see
-:mod:`vision_tasks.export.runtime.run_record`). A file name that is not valid UTF-8 is written
+decoded, and the run carries on. ``resume=True`` skips sources already in either file (those
+of ``errors.jsonl`` are tried again with ``retry_errors=True``), and only continues a folder
+written by the same model and settings (``OUT/run.json``, see
+:mod:`vision_tasks.export.runtime.run_record`); ``overwrite=True`` deletes only what an earlier
+run of ours wrote (:mod:`vision_tasks.export.runtime.earlier_run`). A file name that is not valid UTF-8 is written
 with ``\\xNN`` for each undecodable byte (:func:`json_text`). Drawings (``OUT/images/``) decode
 their image again, so memory does not grow with the image size times the images in flight.
 Box and mask tasks also get ``OUT/coco_results.json`` (a multi-head model: one
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import sys
 import time
 import warnings
 from collections import deque
@@ -27,14 +29,16 @@ from pathlib import Path
 from typing import IO
 
 from vision_tasks.errors import OutputExistsError, OutputWriteError
+from vision_tasks.fileio import atomic_write_bytes
 from vision_tasks.imaging import ImageError, load_image
 from vision_tasks.results import Prediction, json_line
 
 from .coco import write_coco_results
 from .draw import save_drawing
+from .earlier_run import carry_lists, drawing_path, remove_earlier_outputs
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
-from .run_record import RUN_RECORD, check_resume, model_record, write_record
+from .run_record import RUN_RECORD, check_resume, model_record, read_record, write_record
 
 PREDICTIONS = "predictions.jsonl"
 ERRORS = "errors.jsonl"
@@ -45,7 +49,8 @@ DRAWINGS_QUEUED = 8  # drawings waiting for a drawing thread (each holds a predi
 
 @dataclass
 class PredictSummary:
-    """What a run did; ``skipped`` counts sources already done before a ``--resume``."""
+    """What a run did; ``skipped`` counts sources already done before a ``--resume``, and
+    ``failed_before`` those of them that had failed (not tried again without ``--retry-errors``)."""
 
     out: Path
     predicted: int
@@ -53,6 +58,7 @@ class PredictSummary:
     skipped: int
     seconds: float
     coco_results: Path | None = None
+    failed_before: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -103,9 +109,14 @@ def json_text(text: str) -> str:
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool, record: dict) -> set[str]:
+def _check_out(out: Path, resume: bool, overwrite: bool, record: dict
+               ) -> tuple[set[str], set[str]]:
     """Prepare ``out`` for a run of the model ``record`` describes; returns the sources
-    already done (``resume``)."""
+    already predicted and those that failed (``resume``; empty sets otherwise).
+
+    ``overwrite`` deletes the JSONL files, ``run.json``, the COCO results and only the
+    drawings, videos and MOT files that the earlier run's ``run.json`` lists
+    (:mod:`.earlier_run`); ``resume`` deletes nothing."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: is a file, not a folder; pass --out a folder "
                                 "(it is made if missing)")
@@ -121,31 +132,42 @@ def _check_out(out: Path, resume: bool, overwrite: bool, record: dict) -> set[st
         existing.append(drawings)
     if resume:
         check_resume(out, record)
-        write_record(out, record)
-        return read_done(files[0]) | read_done(files[1])
+        write_record(out, carry_lists(read_record(out), record))
+        return read_done(files[0]), read_done(files[1])
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} already exists; pass --resume to skip the images "
                                 "done there, or --overwrite to start again")
+    note = remove_earlier_outputs(out, read_record(out), *files)
+    if note:
+        print(note, file=sys.stderr)
     for f in [*files, out / RUN_RECORD]:
         f.unlink(missing_ok=True)
-    if drawings.is_symlink():
-        drawings.unlink()
-    elif drawings.is_dir():
-        shutil.rmtree(drawings)  # the previous run's drawings: --overwrite starts again
-    write_record(out, record)
-    return set()
+    write_record(out, carry_lists(None, record))
+    return set(), set()
 
 
-def _drawing_path(out: Path, source: str, root: str) -> Path:
-    absolute = os.path.abspath(source)
-    relative = os.path.relpath(absolute, root) if root else os.path.basename(absolute)
-    return out / IMAGES / relative
+def drop_error_lines(path: Path, sources: set[str]) -> None:
+    """Rewrite ``path`` (``errors.jsonl``) atomically without the lines of ``sources`` (to be
+    tried again: those that fail again get a fresh line), each other source's first line once."""
+    if not sources or not path.is_file():
+        return
+    kept, seen = [], set()
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                source = json.loads(line)["source"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged line: its source is predicted again anyway
+            if isinstance(source, str) and source not in sources and source not in seen:
+                seen.add(source)
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
+    atomic_write_bytes(path, b"".join(kept))
 
 
 def _common_root(sources: list[str]) -> str:
     try:
         return os.path.commonpath([os.path.dirname(os.path.abspath(s)) for s in sources])
-    except ValueError:  # different drives on Windows
+    except ValueError:  # different drives on Windows, or no source
         return ""
 
 
@@ -213,8 +235,12 @@ def _draw(source: str, prediction: Prediction, path: Path) -> Path | None:
 def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike,
                 workers: int | None = None, save_images: bool = False, resume: bool = False,
                 overwrite: bool = False, progress: bool = True,
-                stream: Callable[[list[str]], Iterator[Outcome]] | None = None) -> PredictSummary:
+                stream: Callable[[list[str]], Iterator[Outcome]] | None = None,
+                retry_errors: bool = False) -> PredictSummary:
     """Predict every source into ``out`` (see the module docstring for the files written).
+
+    ``retry_errors`` (with ``resume``): the sources in ``errors.jsonl`` are predicted again;
+    those that succeed leave it, those that fail again stay (one line each).
 
     ``stream``: another engine, which turns the sources to do into their outcomes in the same
     order (:mod:`vision_tasks.export.runtime.ray_engine`); default: this machine's
@@ -230,9 +256,14 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
     from tqdm import tqdm
 
     out = Path(out)
-    done = _check_out(out, resume, overwrite, model_record(predictor))
-    todo = [s for s in sources if json_text(s) not in done]
     root = _common_root(sources) if save_images else ""
+    record = {**model_record(predictor), "drawing_roots": [root] if save_images else []}
+    done, failed = _check_out(out, resume, overwrite, record)
+    names = {json_text(s) for s in sources}
+    if retry_errors:
+        drop_error_lines(out / ERRORS, (failed & names) - done)
+        failed -= names
+    todo = [s for s in sources if json_text(s) not in done | failed]
     counts = {"predicted": 0, "errors": 0}
     writer = _Writer(out)
     drawings: deque[Future[Path | None]] = deque()
@@ -249,7 +280,7 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
                 if save_images and outcome.prediction is not None:
                     drawings.append(draw_pool.submit(
                         _draw, outcome.source, outcome.prediction,
-                        _drawing_path(out, outcome.source, root)))
+                        drawing_path(out, outcome.source, root)))
                     while len(drawings) > DRAWINGS_QUEUED or (drawings and drawings[0].done()):
                         drawings.popleft().result()
                 bar.update(1)
@@ -271,4 +302,4 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
             coco = out / COCO_RESULTS.replace(".json", f".{name}.json")
             write_coco_results(out / PREDICTIONS, coco, predictor.metadata.heads[name], head=name)
     return PredictSummary(out, counts["predicted"], counts["errors"], len(sources) - len(todo),
-                          seconds, coco)
+                          seconds, coco, len((failed & names) - done))

@@ -322,7 +322,8 @@ def check_options(options: RayOptions, device: str) -> None:
 
 def run_predict_ray(predictor: Predictor, sources: list[str], out: str | os.PathLike,
                     options: RayOptions, save_images: bool = False, resume: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> PredictSummary:
+                    overwrite: bool = False, progress: bool = True,
+                    retry_errors: bool = False) -> PredictSummary:
     """:func:`.batch.run_predict` with the model run on Ray; ``predictor`` (the driver's, on
     the CPU) checks the model, names the run (``run.json``) and writes the COCO results."""
     session = RaySession(options)
@@ -330,6 +331,7 @@ def run_predict_ray(predictor: Predictor, sources: list[str], out: str | os.Path
     try:
         return run_predict(predictor, sources, Path(out), save_images=save_images,
                            resume=resume, overwrite=overwrite, progress=progress,
+                           retry_errors=retry_errors,
                            stream=lambda todo: ray_stream(settings, options, session, todo))
     finally:
         session.close()

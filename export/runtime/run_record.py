@@ -4,7 +4,9 @@ never appends one model's lines to another's.
 The record holds the model file's SHA-256, its task, classes, input size and thresholds, and
 the settings that change results (``score_threshold``, ``reduced_decode``). ``--resume``
 continues only when they all match; the model's path is kept for people, not compared (a
-model moved or copied is the same model).
+model moved or copied is the same model). It also lists what the run wrote beside the JSONL
+files (``drawing_roots``, ``outputs``: see :mod:`.earlier_run`), so that ``--overwrite``
+deletes only those files; they are not compared either.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 from vision_tasks.errors import OutputExistsError
 from vision_tasks.fileio import atomic_write_text
 
+from .earlier_run import LISTS
 from .predictor import Predictor
 
 RUN_RECORD = "run.json"
-_NOT_COMPARED = ("model",)
+_NOT_COMPARED = ("model", *LISTS)
 
 
 def file_sha256(path: Path) -> str:
@@ -71,8 +74,28 @@ def check_resume(out: Path, record: dict[str, Any]) -> None:
                             "and settings: pass another --out, or --overwrite to start again")
 
 
+def read_record(out: Path) -> dict[str, Any] | None:
+    """``OUT/run.json`` as written, or ``None`` when it is missing, unreadable or not an object
+    (then nothing is known about what an earlier run wrote)."""
+    try:
+        old = json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
 def write_record(out: Path, record: dict[str, Any]) -> None:
     atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def add_outputs(out: Path, relative: list[str]) -> None:
+    """List ``relative`` (paths below ``out``) in ``OUT/run.json``'s ``outputs`` before they are
+    written, so that a later ``--overwrite`` knows them as this run's even if it is killed."""
+    record = read_record(out) or {}
+    listed = record.get("outputs") if isinstance(record.get("outputs"), list) else []
+    new = [r for r in relative if r not in listed]
+    if new:
+        write_record(out, {**record, "outputs": [*listed, *new]})
 
 
 def _short(value: Any) -> str:

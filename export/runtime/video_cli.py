@@ -65,12 +65,14 @@ def predict_videos(args: argparse.Namespace, videos: list[str], ray: Any) -> int
     try:
         summary = run_predict_video(predictor, videos, args.out, options, workers=args.workers,
                                     resume=args.resume, overwrite=args.overwrite,
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, retry_errors=args.retry_errors)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished frames are in {args.out}; continue with the same "
               "command plus --resume", file=sys.stderr)
         return 130
-    skipped = f", {summary.skipped} skipped (done before)" if summary.skipped else ""
+    skipped = (f", {summary.skipped} skipped (done before" + (
+        f"; {summary.failed_before} sources failed before: add --retry-errors to try them "
+        "again" if summary.failed_before else "") + ")" if summary.skipped else "")
     rate = summary.predicted / summary.seconds if summary.seconds > 0 else 0.0
     print(f"predicted {_count(summary.predicted, 'frame')}, {_count(summary.errors, 'error')}"
           f"{skipped} in {summary.seconds:.1f} s ({rate:.1f} frames/s)")

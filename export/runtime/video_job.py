@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,12 +30,20 @@ from vision_tasks.errors import OutputExistsError, OutputWriteError
 from vision_tasks.imaging import Letterbox
 from vision_tasks.results import Prediction, json_line
 
-from .batch import ERRORS, PREDICTIONS, PredictSummary, _check_out, _Writer, json_text
+from .batch import (
+    ERRORS,
+    PREDICTIONS,
+    PredictSummary,
+    _check_out,
+    _Writer,
+    drop_error_lines,
+    json_text,
+)
 from .decode import Outputs
 from .draw import draw_prediction
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
-from .run_record import model_record
+from .run_record import add_outputs, model_record
 from .video import Frame, VideoError, VideoReader, display_name, is_live, prefetch
 
 VIDEOS = "videos"
@@ -163,7 +170,9 @@ class _MotFile:
 
     def __init__(self, path: Path, keep_to_frame: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file():  # keep only the frames that predictions.jsonl holds too
+        if keep_to_frame < 0:  # a fresh source: this run's file replaces one of that name
+            path.write_text("")
+        elif path.is_file():  # keep only the frames that predictions.jsonl holds too
             kept = [line for line in path.read_text().splitlines(keepends=True)
                     if line.endswith("\n") and int(line.split(",", 1)[0]) <= keep_to_frame + 1]
             path.write_text("".join(kept))
@@ -194,13 +203,16 @@ class VideoOptions:
 def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.PathLike,
                       options: VideoOptions, workers: int | None = None, resume: bool = False,
                       overwrite: bool = False, progress: bool = True,
-                      log: Callable[[str], None] | None = None) -> PredictSummary:
+                      log: Callable[[str], None] | None = None,
+                      retry_errors: bool = False) -> PredictSummary:
     """Predict every frame ``options.stride`` keeps of every source in ``videos`` into ``out``
     (see the module docstring). ``predicted`` counts frames, ``errors`` sources that failed.
 
     Memory: at most ``PREFETCH_FRAMES`` decoded frames wait to be letterboxed, the pipeline
     holds ``workers + 1 + lanes`` batches, and ``--save-video`` queues ``FRAMES_QUEUED`` drawn
-    frames: bounded by the frame size, whatever the video's length.
+    frames: bounded by the frame size, whatever the video's length. ``retry_errors`` (with
+    ``resume``): a source in ``errors.jsonl`` is tried again (from the frame after its last
+    line), as :func:`~.batch.run_predict` does.
 
     Raises:
         OutputExistsError, OutputWriteError: as :func:`~.batch.run_predict`.
@@ -209,18 +221,22 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
 
     out = Path(out)
     record = {**model_record(predictor), "vid_stride": options.stride,
-              "track": options.tracker_record}
-    _check_out(out, resume, overwrite, record)
-    for folder in ((out / VIDEOS, out / MOT) if not resume else ()):
-        if folder.is_dir() and any(folder.iterdir()) and not overwrite:  # not ours to delete
+              "track": options.tracker_record, "outputs": []}
+    for folder in ((out / VIDEOS, out / MOT) if not (resume or overwrite) else ()):
+        if folder.is_dir() and any(folder.iterdir()):  # not ours to write into
             raise OutputExistsError(f"{folder} already exists; choose another --out, or pass "
-                                    "--overwrite to start again (it deletes that folder)")
-        shutil.rmtree(folder, ignore_errors=True)
+                                    "--overwrite (it replaces only the files this run writes "
+                                    "there, and those of an earlier run)")
+    _check_out(out, resume, overwrite, record)  # --overwrite: deletes the earlier run's files
     done = read_progress(out) if resume else VideoProgress()
+    if resume and retry_errors:
+        names = {json_text(v) for v in videos}
+        drop_error_lines(out / ERRORS, done.failed & names)
+        done.failed -= names
     files = [v for v in videos if not is_live(v)]
     root = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in files]) \
         if len(files) > 1 else ""
-    counts = {"predicted": 0, "errors": 0, "skipped": 0}
+    counts = {"predicted": 0, "errors": 0, "skipped": 0, "failed_before": 0}
     writer = _Writer(out)
     t0 = time.perf_counter()
     try:
@@ -229,6 +245,7 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
             for video in videos:
                 if json_text(video) in done.failed:
                     counts["skipped"] += 1
+                    counts["failed_before"] += 1
                     continue
                 last = done.last_frame.get(json_text(video), -1)
                 counts["skipped"] += last // options.stride + 1 if last >= 0 else 0
@@ -240,7 +257,7 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
         raise
     writer.close()
     return PredictSummary(out, counts["predicted"], counts["errors"], counts["skipped"],
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, failed_before=counts["failed_before"])
 
 
 def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: VideoOptions,
@@ -270,6 +287,9 @@ def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: 
     suffix = f".from{start}" if start and not is_live(video) else ""
     annotated = (_AnnotatedVideo(out / VIDEOS / f"{name}{suffix}.mp4", reader.info.fps)
                  if options.save_video else None)
+    add_outputs(out, [p.relative_to(out).as_posix() for p in (
+        *((annotated.path, annotated.partial) if annotated is not None else ()),
+        *((out / MOT / f"{name}.txt",) if tracker is not None else ()))])
     mot = _MotFile(out / MOT / f"{name}.txt", last) if tracker is not None else None
     frames: dict[str, Frame] = {}
 

@@ -1,0 +1,149 @@
+"""What --overwrite may delete and --resume may skip (issue 28, families 2 and 4): predict
+--overwrite deletes only the drawings, videos and MOT files its run.json lists (a user's files
+in OUT/images, OUT/videos, OUT/mot stay; an older folder without that list keeps everything and
+says so); --resume deletes nothing; --resume --retry-errors predicts the sources of
+errors.jsonl again, which leave it when they succeed and stay once when they fail again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_segment_runtime import segment_model
+from test_video import write_video
+
+from vision_tasks.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return segment_model(tmp_path_factory.mktemp("ovr") / "seg.onnx",
+                         np.array([[4, 4, 40, 40]], np.float32))
+
+
+def _image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((24, 32, 3), 90, np.uint8))
+    return path
+
+
+def _predict(model: Path, source: Path, out: Path, *extra: str) -> int:
+    return main(["predict", str(model), str(source), "--out", str(out), "--quiet", *extra])
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _sources(path: Path) -> list[str]:
+    return [Path(json.loads(line)["source"]).name for line in path.read_text().splitlines()]
+
+
+def test_overwrite_deletes_the_earlier_drawings_only(model, tmp_path, capsys):
+    src = tmp_path / "src"
+    _image(src / "a.png"), _image(src / "sub" / "b.png"), _image(src / "deep" / "er" / "c.png")
+    out = tmp_path / "out"
+    assert _predict(model, src, out, "--save-images") == 0
+    assert _files(out / "images") == ["a.png", "deep/er/c.png", "sub/b.png"]
+    (out / "images" / "mine.jpg").write_bytes(b"the user's photo")
+    (out / "images" / "sub" / "notes.txt").write_text("mine")
+    (out / "images" / "empty").mkdir()
+    assert _predict(model, src / "a.png", out, "--save-images", "--overwrite") == 0
+    # b.png, c.png were the earlier run's: gone (c's folders with it); a.png drawn again;
+    # the user's files stay
+    assert _files(out / "images") == ["a.png", "mine.jpg", "sub/notes.txt"]
+    assert not (out / "images" / "deep").exists()
+    assert (out / "images" / "mine.jpg").read_bytes() == b"the user's photo"
+    assert (out / "images" / "empty").is_dir()  # not made by a run of ours: left alone
+    assert "no record of ours" not in capsys.readouterr().err
+    # a third run without drawings: the second's drawing goes
+    assert _predict(model, src / "sub" / "b.png", out, "--overwrite") == 0
+    assert _files(out / "images") == ["mine.jpg", "sub/notes.txt"]
+
+
+def test_overwrite_of_an_older_folder_keeps_its_files_and_says_so(model, tmp_path, capsys):
+    src = _image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    _image(out / "images" / "old.png")  # an older version's drawing, or the user's
+    (out / "predictions.jsonl").write_text(json.dumps({"source": str(tmp_path / "old.png")}) + "\n")
+    assert _predict(model, src, out, "--save-images", "--overwrite") == 0
+    assert _files(out / "images") == ["a.png", "old.png"]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "no record of ours" in line]
+    assert len(notes) == 1 and str(out / "images") in notes[0]
+
+
+def test_resume_deletes_nothing_and_keeps_both_runs_listed(model, tmp_path):
+    one, two = _image(tmp_path / "x" / "one.png"), _image(tmp_path / "y" / "two.png")
+    out = tmp_path / "out"
+    assert _predict(model, one, out, "--save-images") == 0
+    (out / "images" / "mine.txt").write_text("mine")
+    assert _predict(model, two, out, "--save-images", "--resume") == 0
+    assert _files(out / "images") == ["mine.txt", "one.png", "two.png"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["drawing_roots"] == [str(one.parent), str(two.parent)]
+    assert _predict(model, one, out, "--overwrite") == 0  # both runs' drawings are known
+    assert _files(out / "images") == ["mine.txt"]
+
+
+def test_video_overwrite_deletes_the_listed_videos_and_tracks_only(model, tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.avi", 3)
+    out = tmp_path / "out"
+    assert _predict(model, clip, out, "--save-video", "--track") == 0
+    assert _files(out / "videos") == ["clip.mp4"] and _files(out / "mot") == ["clip.txt"]
+    (out / "videos" / "holiday.mp4").write_bytes(b"the user's film")
+    (out / "mot" / "mine.txt").write_text("1,1,0,0,1,1,1,-1,-1,-1\n")
+    assert _predict(model, clip, out, "--overwrite") == 0
+    assert _files(out / "videos") == ["holiday.mp4"] and _files(out / "mot") == ["mine.txt"]
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"the user's film"
+    # a record without the list (an older version's): its video stays, and the run says so
+    assert _predict(model, clip, out, "--save-video", "--overwrite") == 0
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({k: v for k, v in record.items()
+                                              if k not in ("outputs", "drawing_roots")}))
+    capsys.readouterr()
+    assert _predict(model, clip, out, "--overwrite") == 0
+    assert _files(out / "videos") == ["clip.mp4", "holiday.mp4"]
+    assert "no record of ours" in capsys.readouterr().err
+
+
+def test_retry_errors_moves_fixed_sources_out_of_errors_jsonl(model, tmp_path, capsys):
+    src = tmp_path / "src"
+    _image(src / "good.png")
+    (src / "fixed.png").write_bytes(b"not yet an image")
+    (src / "broken.png").write_bytes(b"never an image")
+    out = tmp_path / "out"
+    assert _predict(model, src, out) == 0
+    assert sorted(_sources(out / "errors.jsonl")) == ["broken.png", "fixed.png"]
+    _image(src / "fixed.png")  # the user repairs one file
+    capsys.readouterr()
+    assert _predict(model, src, out, "--resume") == 0  # without the flag: skipped, and said
+    summary = capsys.readouterr().out
+    assert "3 skipped" in summary and "2 of them failed before" in summary
+    assert "--retry-errors" in summary
+    for status in (0, 2):  # the second time only broken.png is tried (and fails), and stays once
+        assert _predict(model, src, out, "--resume", "--retry-errors") == status
+        assert _sources(out / "errors.jsonl") == ["broken.png"]
+        assert sorted(_sources(out / "predictions.jsonl")) == ["fixed.png", "good.png"]
+
+
+def test_retry_errors_needs_resume(model, tmp_path, capsys):
+    assert _predict(model, _image(tmp_path / "a.png"), tmp_path / "out", "--retry-errors") == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert "--retry-errors" in line and "--resume" in line
+
+
+def test_retry_errors_predicts_a_repaired_video(model, tmp_path, capsys):
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"not a video")
+    out = tmp_path / "out"
+    _predict(model, clip, out)
+    assert _sources(out / "errors.jsonl") == ["clip.avi"]
+    write_video(clip, 2)
+    assert _predict(model, clip, out, "--resume") == 0
+    assert "failed before: add --retry-errors" in capsys.readouterr().out
+    assert _predict(model, clip, out, "--resume", "--retry-errors") == 0
+    assert (out / "errors.jsonl").read_text() == ""
+    assert _sources(out / "predictions.jsonl") == ["clip.avi", "clip.avi"]
