@@ -30,15 +30,26 @@ export const DEFAULT_SCORE_THRESHOLD = 0.25;
 /** Mask probability above which a pixel is the object's, when the file does not say. */
 export const DEFAULT_MASK_THRESHOLD = 0.5;
 
-const DETECTIONS = ['boxes', 'scores', 'labels', 'num_detections'];
+const DETECTIONS = {
+  boxes: ['float32', ['N', 'K', 4]], scores: ['float32', ['N', 'K']],
+  labels: ['int64', ['N', 'K']], num_detections: ['int64', ['N']],
+};
+
+/**
+ * Each task's outputs: name -> [element type, shape], the shape with `N` (batch), `C`
+ * (classes), `K` (max detections), `Hm`/`Wm` (mask grid) for the sizes that vary.
+ * @type {Record<string, Record<string, [string, Array<string | number>]>>}
+ */
+export const OUTPUT_SPECS = {
+  classify: { scores: ['float32', ['N', 'C']] },
+  localize: { scores: ['float32', ['N', 'C']], boxes: ['float32', ['N', 4]] },
+  detect: DETECTIONS,
+  segment: { ...DETECTIONS, masks: ['float32', ['N', 'K', 'Hm', 'Wm']] },
+};
 
 /** The outputs of each task this client decodes. @type {Record<string, string[]>} */
-export const TASK_OUTPUTS = {
-  classify: ['scores'],
-  localize: ['scores', 'boxes'],
-  detect: DETECTIONS,
-  segment: [...DETECTIONS, 'masks'],
-};
+export const TASK_OUTPUTS = Object.fromEntries(
+  Object.entries(OUTPUT_SPECS).map(([task, outputs]) => [task, Object.keys(outputs)]));
 
 const REQUIRED = ['task', 'class_names', 'input_size', 'layout', 'color', 'dtype', 'letterbox',
   'outputs', 'thresholds', 'max_detections', 'contract_version', 'package_version', 'config'];
@@ -122,10 +133,24 @@ function head(values, source, prefix) {
     task: values.task,
     classNames: stringList(values.class_names, source, where('class_names')),
     outputs: stringList(values.outputs, source, where('outputs')),
-    thresholds: mapping(values.thresholds, source, where('thresholds')),
+    thresholds: thresholds(values.thresholds, source, where('thresholds')),
     maxDetections: maxDetections(values.max_detections, source, where('max_detections')),
-    categoryIds: ids === undefined || ids === null ? null : intList(ids, source, where('category_ids')),
+    categoryIds: ids === undefined || ids === null ? null : categoryIds(ids, values.class_names, source, where('category_ids')),
   };
+}
+
+function thresholds(value, source, key) {
+  const number = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1;
+  if (!isMapping(value) || !Object.values(value).every(number)) {
+    bad(source, key, 'a mapping of names to numbers in [0, 1]', value);
+  }
+  return value;
+}
+
+function categoryIds(value, names, source, key) {
+  const ids = intList(value, source, key);
+  if (ids.length !== names.length) bad(source, key, `one integer per class name (${names.length})`, value);
+  return ids;
 }
 
 /**
@@ -253,5 +278,34 @@ export function checkGraph(meta, header, source) {
       throw new ModelFileError(`${source}: outputs [${[...names].join(', ')}] lack ` +
         `${lacking.join(', ')} of the ${m.task} contract${head ? ` (head ${head})` : ''}; re-export the model`);
     }
+    for (const [output, [type, shape]] of Object.entries(OUTPUT_SPECS[m.task])) {
+      checkOutput(header.outputs.find((o) => o.name === wanted[output]), type, shape, m, source);
+    }
   }
+}
+
+/**
+ * One graph output's element type and fixed sizes against the metadata: `C` = the head's
+ * class count, `K` = its max_detections, numbers as the contract states them (sizes the graph
+ * leaves symbolic are not compared), as the Python runtime checks them.
+ */
+function checkOutput(output, type, shape, meta, source) {
+  if (output.type !== type) {
+    throw new ModelFileError(`${source}: output '${output.name}' is ${output.type}, the contract ` +
+      `says ${type}; re-export the model`);
+  }
+  if (output.shape.length !== shape.length) {
+    throw new ModelFileError(`${source}: output '${output.name}' has ${output.shape.length} ` +
+      `dimensions, the contract ${shape.length} (${shape.join(', ')}); re-export the model`);
+  }
+  const wanted = { C: meta.classNames.length, K: meta.maxDetections };
+  shape.forEach((dim, i) => {
+    const got = output.shape[i];
+    const need = typeof dim === 'number' ? dim : wanted[dim];
+    if (typeof got === 'number' && need !== undefined && need !== null && got !== need) {
+      const what = dim === 'C' ? `${need} classes in class_names` : dim === 'K' ? `max_detections ${need}` : String(need);
+      throw new ModelFileError(`${source}: output '${output.name}' has size ${got} where its ` +
+        'metadata says ' + what + '; the metadata does not describe this graph: re-export the model');
+    }
+  });
 }

@@ -6,7 +6,7 @@
  * @module decode
  */
 
-import { DEFAULT_MASK_THRESHOLD } from './contract.js';
+import { DEFAULT_MASK_THRESHOLD, ModelFileError } from './contract.js';
 import { resampleMask } from './masks.js';
 import { Detection, Prediction } from './results.js';
 
@@ -54,6 +54,9 @@ function decodeLocalize(outputs, i, lb, meta) {
 function decodeDetect(outputs, i, lb, meta, minScore) {
   const scores = row(outputs.scores, i);
   let n = Number(outputs.num_detections.data[i]);
+  if (!(n >= 0 && n <= scores.length)) {
+    throw new ModelFileError(`the graph returned num_detections ${n} for a row of ${scores.length}; re-export the model`);
+  }
   let kept = 0;
   const floor = Math.fround(minScore); // numpy compares float32 scores with a float32 threshold
   for (let k = 0; k < n; k++) if (scores[k] >= floor) kept++;
@@ -66,6 +69,10 @@ function decodeDetect(outputs, i, lb, meta, minScore) {
   for (let k = 0; k < n; k++) {
     const box = lb.boxToOriginal(boxes.subarray(k * 4, k * 4 + 4));
     const label = Number(labels[k]);
+    if (!(label >= 0 && label < meta.classNames.length)) {
+      throw new ModelFileError(`the graph returned label ${label} but its metadata names ` +
+        `${meta.classNames.length} classes (class_names); the metadata does not describe this graph: re-export the model`);
+    }
     let mask = null;
     if (masks) {
       const [, K, hm, wm] = masks.dims;

@@ -18,7 +18,7 @@ export { RemoteModel, RemoteError } from './remote.js';
 export { Prediction, Detection } from './results.js';
 export { Mask, resampleMask, compressCounts, decodeRle } from './masks.js';
 export { Letterbox, letterbox, resizeBilinear } from './letterbox.js';
-export { parseMetadata, checkGraph, headLayout, ModelFileError, CONTRACT_VERSION, DEFAULT_SCORE_THRESHOLD, TASK_OUTPUTS } from './contract.js';
+export { parseMetadata, checkGraph, headLayout, ModelFileError, CONTRACT_VERSION, DEFAULT_SCORE_THRESHOLD, OUTPUT_SPECS, TASK_OUTPUTS } from './contract.js';
 export { readOnnxHeader, ProtobufError } from './onnx-proto.js';
 export { toPixels, decodeImage, ImageError } from './images.js';
 export { drawPrediction, shownItems, placeLabels, maskOverlay, colorOf, PALETTE } from './draw.js';

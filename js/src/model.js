@@ -268,7 +268,12 @@ export class VisionModel {
         sources.push(source);
       }
       const outputs = await this.run(batch, chunk.length);
-      out.push(...decodeBatch(outputs, letterboxes, sources, this.metadata, this.layout, minScore));
+      try {
+        out.push(...decodeBatch(outputs, letterboxes, sources, this.metadata, this.layout, minScore));
+      } catch (err) {  // outputs the metadata does not describe: name the file
+        if (err instanceof ModelFileError) throw new ModelFileError(`${this.source}: ${err.message}`);
+        throw err;
+      }
     }
     return /** @type {any} */ (Array.isArray(images) ? out : out[0]);
   }

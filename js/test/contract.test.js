@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ModelFileError, readOnnxHeader, VisionModel } from '../src/node.js';
+import { ModelFileError, OUTPUT_SPECS, readOnnxHeader, VisionModel } from '../src/node.js';
 import { fixture } from './helpers.js';
 
 // A protobuf writer just big enough to make ONNX files for the tests.
@@ -26,8 +26,21 @@ const META = {
   max_detections: 100, contract_version: 1, package_version: '0.1.0', config: {},
 };
 
-function onnx(meta = META, input = ['images', 2, ['N', 64, 64, 3]], outputs = META.outputs) {
-  const graph = [...bytes(11, valueInfo(...input)), ...outputs.flatMap((o) => bytes(12, valueInfo(o, 1, ['N'])))];
+// Each output as an exporter declares it: element type 1 (float32) or 7 (int64) and the
+// contract's shape, `C` and `K` from the metadata of its head, `N` and the mask grid symbolic.
+function declared(meta, name) {
+  const [head, output] = name.includes('.') ? name.split('.') : ['', name];
+  const m = head ? meta.heads?.[head] : meta;
+  const spec = OUTPUT_SPECS[m?.task]?.[output];
+  if (!spec) return [name, 1, ['N']]; // metadata the loader refuses before it looks at outputs
+  const [type, shape] = spec;
+  const sizes = { C: m.class_names.length, K: m.max_detections ?? 'K' };
+  return [name, type === 'int64' ? 7 : 1, shape.map((d) => (typeof d === 'number' ? d : sizes[d] ?? d))];
+}
+
+function onnx(meta = META, input = ['images', 2, ['N', 64, 64, 3]], outputs = META.outputs, graphMeta = meta) {
+  const graph = [...bytes(11, valueInfo(...input)),
+    ...outputs.flatMap((o) => bytes(12, valueInfo(...declared(graphMeta, o))))];
   const props = Object.entries(meta).flatMap(([k, v]) => bytes(14, [...str(1, k), ...str(2, JSON.stringify(v))]));
   return Uint8Array.from([...num(1, 9), ...str(2, 'pytorch'), ...bytes(7, graph), ...props]);
 }
@@ -73,6 +86,20 @@ test('a newer contract, a missing key or a bad value is one clear error', async 
 test('a graph that does not match its metadata is refused', async () => {
   await loadError(onnx(META, ['images', 1, ['N', 64, 64, 3]]), /graph input is images float32 \[N, 64, 64, 3\]; the contract expects 'images' uint8 \[N, 64, 64, 3\]/);
   await loadError(onnx(META, undefined, ['boxes', 'scores']), /lack labels, num_detections of the detect contract/);
+});
+
+test('metadata that does not describe its graph is refused, as the Python runtime refuses it', async () => {
+  const graphOf = (changes) => onnx({ ...META, ...changes }, undefined, META.outputs, META);
+  await loadError(graphOf({ max_detections: 7 }), /output 'boxes' has size 100 where its metadata says max_detections 7; the metadata does not describe this graph/);
+  await loadError(graphOf({ category_ids: [1] }), /'category_ids' should be one integer per class name \(2\)/);
+  await loadError(graphOf({ thresholds: { score: 'high' } }), /'thresholds' should be a mapping of names to numbers in \[0, 1\]/);
+  const cls = { ...META, task: 'classify', outputs: ['scores'], max_detections: null };
+  await loadError(onnx({ ...cls, class_names: ['a', 'b', 'c'] }, undefined, ['scores'], cls),
+    /output 'scores' has size 2 where its metadata says 3 classes in class_names/);
+  const int32 = Uint8Array.from([...num(1, 9), ...bytes(7, [...bytes(11, valueInfo('images', 2, ['N', 64, 64, 3])),
+    ...bytes(12, valueInfo('scores', 6, ['N', 2]))]),
+  ...Object.entries(cls).flatMap(([k, v]) => bytes(14, [...str(1, k), ...str(2, JSON.stringify(v))]))]);
+  await loadError(int32, /output 'scores' is int32, the contract says float32/);
 });
 
 test('a multi-head file (contract 2) reads with each head\'s outputs under its name', async () => {
