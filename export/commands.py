@@ -36,6 +36,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _reduced_decode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reduced-decode", action="store_true",
                         help="decode JPEGs far larger than the model input at 1/2 to 1/8 scale: "
@@ -214,7 +221,7 @@ def add_predict(verbs: Any) -> None:
     video.add_argument("--track", action="store_true",
                        help="detect/segment: follow objects across frames (ByteTrack): track_id "
                             "in the lines and drawings, OUT/mot/<name>.txt")
-    video.add_argument("--reconnects", type=int, default=3, metavar="N",
+    video.add_argument("--reconnects", type=_non_negative, default=3, metavar="N",
                        help="times a dropped stream or camera is reopened (default 3)")
     p.set_defaults(func=cmd_predict)
 

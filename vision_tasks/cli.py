@@ -21,13 +21,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from vision_tasks import __version__, plugins
 from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.imaging import ImageError
 from vision_tasks.locks import OUT_LOCKED_ENV, hold_output
-from vision_tasks.output_checks import check_convert_out, check_synth_args, check_synth_out
+from vision_tasks.output_checks import (
+    check_compose_out,
+    check_convert_out,
+    check_synth_args,
+    check_synth_out,
+)
 from vision_tasks.warning_lines import one_line_warnings
 
 # Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
@@ -218,6 +224,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     with hold_output(args.out, is_file=True):
+        check_compose_out(Path(args.out), args.overwrite)
         print(compose_checkpoints(args.checkpoints, args.out, names).summary())
     return 0
 
@@ -236,12 +243,28 @@ def _depth_arg(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected auto, all or a number >= 0, got {text!r}")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _evaluators() -> dict[str, object]:
     return plugins.plugins(plugins.EVALUATORS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals are one line, as every other error of the command line
+    (``error: <what>; <what to do>``, exit status 2), instead of the usage block; its
+    sub-parsers (every verb, plug-ins' too) are of this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vision-tasks", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vision-tasks", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vision-tasks {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -284,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder (weights/, metrics.csv, ...)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.add_argument("--nproc", type=int, default=1, metavar="N",
+    train.add_argument("--nproc", type=_positive, default=1, metavar="N",
                        help="train on N processes of this machine (DDP, started with torchrun; "
                             "one per GPU, or CPU processes with gloo); for several machines "
                             "run torchrun yourself (README)")
@@ -294,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = verbs.add_parser("val", help="evaluate a checkpoint (or exported model) on data.val")
     val.add_argument("model", help="checkpoint .pt (or a model file of a registered format)")
     val.add_argument("--out", help="folder for metrics.json and plots (default: beside the model)")
-    val.add_argument("--batch-size", type=int, default=None)
+    val.add_argument("--batch-size", type=_positive, default=None)
     val.add_argument("--device", default=None, help="auto | cpu | cuda")
     val.add_argument("--quiet", action="store_true")
     _add_set(val)
@@ -331,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="checkpoints whose backbones are bit-identical (heads trained with "
                               "model.backbone.freeze=all on the same pretrained weights)")
     compose.add_argument("--out", required=True, help="the multi-head checkpoint .pt")
+    compose.add_argument("--overwrite", action="store_true",
+                         help="replace an existing --out that is not a vision-tasks checkpoint "
+                              "(default: refuse; a checkpoint is always replaced)")
     compose.add_argument("--names", help="head names, comma-separated, one per checkpoint "
                                          "(default: each checkpoint's task)")
     compose.set_defaults(func=cmd_compose)

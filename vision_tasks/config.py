@@ -359,9 +359,13 @@ def _check_heads(cfg: Config, source: str) -> None:
         _validate_task_sections(section, section.task, f"heads.{name}.", source)
 
 
+MAX_IMAGE_SIDE = 4096  # pixels: a batch of such images already takes GiBs; past it, a typo
+
+
 def _check_values(cfg: Config, source: str) -> None:
-    if cfg.data.image_size < 8:
-        _fail(source, "data.image_size", f"must be at least 8 pixels, got {cfg.data.image_size}")
+    if not 8 <= cfg.data.image_size <= MAX_IMAGE_SIDE:
+        _fail(source, "data.image_size", f"must be 8 to {MAX_IMAGE_SIDE} pixels, got "
+              f"{cfg.data.image_size}")
     if cfg.train.epochs < 1:
         _fail(source, "train.epochs", f"must be at least 1, got {cfg.train.epochs}")
     if cfg.train.batch_size < 1:

@@ -62,8 +62,12 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: YAML syntax error{line}: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the config as "
+                          "UTF-8 YAML") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"{path}: the file is empty; a config names at least its task (e.g. "
+                          "task: classify) or a base (base: detect)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data

@@ -67,3 +67,20 @@ def check_synth_out(out: Path, overwrite: bool) -> None:
 def check_convert_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that holds files unless ``overwrite`` (see the module doc)."""
     _check_empty(out, overwrite, "convert")
+
+
+def check_compose_out(out: Path, overwrite: bool) -> None:
+    """``compose --out``: an existing file is replaced only when it is a vision-tasks
+    checkpoint (an earlier compose or train wrote it), or with ``overwrite``; a folder is
+    refused. Never a file of the user's."""
+    if out.is_dir():
+        raise VisionTasksError(f"{out}: is a folder; pass --out the .pt file to write")
+    if overwrite or not out.exists():
+        return
+    from vision_tasks.engine.checkpoint import load_checkpoint  # torch: compose has it
+
+    try:
+        load_checkpoint(out)
+    except VisionTasksError:
+        raise VisionTasksError(f"{out}: exists and is not a vision-tasks checkpoint; choose "
+                               "another --out, or pass --overwrite to replace it") from None

@@ -25,6 +25,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0 to 65535, got {value}")
+    return value
+
+
 def add_serve(verbs: Any) -> None:
     p = verbs.add_parser("serve", help="serve models over HTTP: dynamic batching, bounded "
                                        "queue, metrics (the serve extra; no torch needed)")
@@ -34,7 +41,7 @@ def add_serve(verbs: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; "
                         "0.0.0.0 opens it to the network: add --token-file)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free one)")
     p.add_argument("--device", default="auto",
                    help="auto (TensorRT > CUDA > CPU) | cpu | cuda (default auto)")
     p.add_argument("--threads", type=_positive, default=None,

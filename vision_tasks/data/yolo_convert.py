@@ -93,7 +93,11 @@ def yolo_to_coco(data_yaml: str | Path, out: str | Path) -> dict:
     ``annotations.json``; returns ``{"splits": {split: {"images", "objects",
     "problems": [...]}}}`` (the bad labels left out, with file and line)."""
     data_yaml, out = Path(data_yaml), Path(out)
-    loaded = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) if data_yaml.is_file() else {}
+    try:
+        loaded = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) if data_yaml.is_file() else {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise DataError(f"{data_yaml}: not a readable YAML file ({type(err).__name__}); fix the "
+                        "data.yaml") from None
     splits = [s for s in SPLITS if isinstance(loaded, dict) and loaded.get(s)]
     if not splits:
         raise DataError(f"{data_yaml}: no train, val or test entry (or no such file)")

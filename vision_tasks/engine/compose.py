@@ -66,7 +66,7 @@ def compose_checkpoints(sources: list[str | Path], out: str | Path,
             raise CheckpointError(f"{path}: already a multi-head checkpoint; compose single-task ones")
     names = list(names) if names else [cfg.task for cfg in configs]
     if len(names) != len(paths):
-        raise ConfigError(f"compose: {len(names)} names for {len(paths)} checkpoints; give one per checkpoint")
+        raise ConfigError(f"compose --names: {len(names)} names for {len(paths)} checkpoints; give one per checkpoint")
     if len(set(names)) != len(names):
         raise ConfigError(f"compose: head names repeat ({', '.join(names)}); two sources of one "
                           "task need --names, e.g. --names shapes,digits")

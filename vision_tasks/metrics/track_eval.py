@@ -31,7 +31,12 @@ def read_mot(path: Path, ground_truth: bool) -> Frames:
         VisionTasksError: a line that is not ``frame,id,x,y,w,h,...`` numbers.
     """
     rows: dict[int, list[tuple[int, list[float]]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise VisionTasksError(f"{path}: not UTF-8 text (byte {err.start}); pass a MOTChallenge "
+                               "text file") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.replace(" ", "").split(",")
@@ -39,7 +44,7 @@ def read_mot(path: Path, ground_truth: bool) -> Frames:
             frame, track = int(float(parts[0])), int(float(parts[1]))
             x, y, w, h = (float(v) for v in parts[2:6])
             consider = float(parts[6]) if len(parts) > 6 else 1.0
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):  # OverflowError: int(inf)
             raise VisionTasksError(f"{path}:{number}: not a MOTChallenge line "
                                    f"(frame,id,x,y,w,h,conf,...): {line[:60]!r}; check the "
                                    "file's format") from None
