@@ -147,3 +147,66 @@ def test_retry_errors_predicts_a_repaired_video(model, tmp_path, capsys):
     assert _predict(model, clip, out, "--resume", "--retry-errors") == 0
     assert (out / "errors.jsonl").read_text() == ""
     assert _sources(out / "predictions.jsonl") == ["clip.avi", "clip.avi"]
+
+
+# ------------------------------------------------------------------ train and val --out
+
+def _tiny_train(data: Path, out: Path, *extra: str) -> int:
+    return main(["train", "classify", "--out", str(out), "--quiet", *extra, "--set",
+                 f"data.train={data / 'train'}", "--set", f"data.val={data / 'val'}",
+                 *[arg for o in ("model.backbone.width=4", "model.backbone.depths=[1, 1]",
+                                 "data.image_size=32", "data.workers=0", "train.epochs=1",
+                                 "train.batch_size=16") for arg in ("--set", o)]])
+
+
+def _error_line(capsys) -> str:
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    return line
+
+
+def test_train_into_a_user_folder_replaces_its_names_only_with_overwrite(
+        tiny_classify_data, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.yaml").write_text("my: settings\n")
+    (out / "notes.txt").write_text("mine")
+    assert _tiny_train(tiny_classify_data, out) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {out / 'config.yaml'}: already exists") and "--overwrite" in line
+    assert (out / "config.yaml").read_text() == "my: settings\n"
+    assert _tiny_train(tiny_classify_data, out, "--overwrite") == 0
+    assert "task: classify" in (out / "config.yaml").read_text()
+    assert (out / "notes.txt").read_text() == "mine" and (out / "weights" / "best.pt").is_file()
+
+
+def test_train_overwrite_over_a_run_drops_its_weights_and_events_only(
+        tiny_classify_run, tiny_classify_data, tiny_config, tmp_path):
+    import shutil
+
+    from vision_tasks.engine.trainer import Trainer
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_classify_run.run_dir, run)
+    (run / "notes.txt").write_text("mine")
+    (run / "tensorboard" / "my_log.txt").write_text("mine")
+    Trainer(tiny_config(tiny_classify_data), run, progress=False, overwrite=True)
+    assert not (run / "weights" / "last.pt").exists() and not (run / "weights" / "best.pt").exists()
+    assert not list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "notes.txt").is_file() and (run / "tensorboard" / "my_log.txt").is_file()
+    assert (run / "config.yaml").is_file()  # replaced when the run starts, not deleted
+
+
+def test_val_keeps_a_users_metrics_json_unless_overwrite(tiny_classify_run, tmp_path, capsys):
+    best = str(tiny_classify_run.best)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    (out / "notes.txt").write_text("mine")
+    assert main(["val", best, "--out", str(out), "--quiet"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {out / 'metrics.json'}: already exists") and "--overwrite" in line
+    assert (out / "metrics.json").read_text() == '{"mine": 1}'
+    assert main(["val", best, "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["model"] == best
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main(["val", best, "--out", str(out), "--quiet"]) == 0  # its own earlier output

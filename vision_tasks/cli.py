@@ -144,7 +144,11 @@ def _train(args: argparse.Namespace) -> int:
         raise VisionTasksError(f"{args.out}: is a file, not a folder; pass --out a run folder "
                                "(it is made if missing)")
     cfg = None if args.resume else load_config(resolve_config(_require_config(args)), args.overrides)
-    trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if args.resume and args.overwrite:
+        raise VisionTasksError("--resume continues the run in --out and --overwrite starts "
+                               "again: pass one of them")
+    trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.quiet,
+                      overwrite=args.overwrite)
     if args.resume:
         from vision_tasks.resume_config import check_resume_config
 
@@ -196,7 +200,8 @@ def cmd_val(args: argparse.Namespace) -> int:
     with hold_output(args.out) if args.out else contextlib.nullcontext():
         metrics, out = validate_model(args.model, args.overrides, out_dir=args.out,
                                       batch_size=args.batch_size, device=args.device,
-                                      progress=not args.quiet, evaluators=_evaluators())
+                                      progress=not args.quiet, evaluators=_evaluators(),
+                                      overwrite=args.overwrite)
     from vision_tasks.engine.evaluate import format_metrics
 
     print(format_metrics(metrics))
@@ -306,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "classify, detect, segment, ... (not needed with --resume)")
     train.add_argument("--out", required=True, help="run folder (weights/, metrics.csv, ...)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start again in an --out that holds a run (its weights and events "
+                            "go) or files of the names train writes (replaced; others stay)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--nproc", type=_positive, default=1, metavar="N",
                        help="train on N processes of this machine (DDP, started with torchrun; "
@@ -320,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--batch-size", type=_positive, default=None)
     val.add_argument("--device", default=None, help="auto | cpu | cuda")
     val.add_argument("--quiet", action="store_true")
+    val.add_argument("--overwrite", action="store_true",
+                     help="replace metrics.json and plots of those names in an --out that holds "
+                          "no earlier val output (other files stay)")
     _add_set(val)
     val.set_defaults(func=cmd_val)
 

@@ -1,5 +1,6 @@
 """What a training run leaves behind besides weights: metrics.csv, TensorBoard
-events and loss/metric curves as PNG."""
+events and loss/metric curves as PNG; and which names a run writes in its folder
+(:func:`check_run_folder`: a user's file of the same name is replaced only with --overwrite)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,53 @@ import io
 from pathlib import Path
 from typing import Any
 
+from vision_tasks.errors import OutputExistsError
 from vision_tasks.fileio import atomic_write_text
 from vision_tasks.plotting import pyplot, save_figure
+
+TRAIN_FILES = ("config.yaml", "metrics.csv", "curves.png", "weights/last.pt", "weights/best.pt")
+"""What ``train`` writes in its run folder (besides ``tensorboard/``, whose event files have
+names of their own, and the evaluation plots)."""
+EVALUATION_PLOTS = ("confusion_matrix.png", "iou_histogram.png", "pr_curves.png",
+                    "mask_pr_curves.png")
+"""The plots the tasks' evaluators draw (``save_plots``): in the folder itself for one head,
+in ``<head>/`` for each head of a multi-head model."""
+
+
+def plot_names(heads: list[str] | None) -> list[str]:
+    """The evaluation plots' paths below a run (or ``val``) folder; ``heads``: the head names
+    of a multi-head model, ``None`` for one head."""
+    return [f"{head}/{name}" if heads else name for head in (heads or [""])
+            for name in EVALUATION_PLOTS]
+
+
+def check_run_folder(folder: Path, names: list[str], overwrite: bool, verb: str) -> None:
+    """Refuse to write ``names`` (paths below ``folder``) over files that are there already,
+    unless ``overwrite``: a user's folder keeps its files.
+
+    Raises:
+        OutputExistsError: one line naming the first such file and the fix.
+    """
+    if overwrite or not folder.is_dir():
+        return
+    clash = next((folder / n for n in names if (folder / n).exists() or (folder / n).is_symlink()),
+                 None)
+    if clash is not None:
+        raise OutputExistsError(f"{clash}: already exists and {verb} would replace it; choose "
+                                f"another --out, or pass --overwrite to replace the files {verb} "
+                                "writes there (other files stay)")
+
+
+def remove_earlier_run(folder: Path) -> None:
+    """``train --overwrite`` over a run of ours: its weights and TensorBoard events go (a new
+    run killed before its first epoch leaves no old ``last.pt`` to resume by mistake, and its
+    curves do not mix with the old ones); every other file stays or is replaced as written."""
+    for name in ("weights/last.pt", "weights/best.pt"):
+        (folder / name).unlink(missing_ok=True)
+    board = folder / "tensorboard"
+    if board.is_dir():
+        for events in board.glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
 
 
 def write_metrics_csv(history: list[dict[str, Any]], path: Path) -> None:

@@ -14,6 +14,7 @@ config), and ``--resume`` loads it back with :meth:`~TrainState.load_state_dict`
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,15 @@ from vision_tasks.engine.heads import to_device
 from vision_tasks.engine.optim import build_optimizer, build_scheduler
 from vision_tasks.engine.plan import training_plan
 from vision_tasks.engine.precision import amp_dtype, amp_note
-from vision_tasks.engine.runlog import TensorBoardLog, plot_curves, write_metrics_csv
+from vision_tasks.engine.runlog import (
+    TRAIN_FILES,
+    TensorBoardLog,
+    check_run_folder,
+    plot_curves,
+    plot_names,
+    remove_earlier_run,
+    write_metrics_csv,
+)
 from vision_tasks.errors import CheckpointError, ConfigError, DeviceError
 from vision_tasks.models.weights import load_model_weights
 
@@ -232,7 +241,13 @@ class Trainer:
             raise ConfigError("Trainer: a config is needed to start a new run; pass one, or resume=True")
         elif self.last_path.is_file() and not overwrite:
             raise CheckpointError(f"{self.run_dir} already holds a training run; continue it with "
-                                  "--resume or choose another --out")
+                                  "--resume, choose another --out, or pass --overwrite to start "
+                                  "again")
+        elif os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 writes the folder
+            check_run_folder(self.run_dir, [*TRAIN_FILES, *plot_names(
+                None if cfg.single_task else list(cfg.heads))], overwrite, "train")
+            if overwrite and self.last_path.is_file():
+                remove_earlier_run(self.run_dir)
         self.cfg: Config = cfg
 
     def fit(self) -> TrainResult:
