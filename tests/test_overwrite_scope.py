@@ -64,6 +64,20 @@ def test_overwrite_deletes_the_earlier_drawings_only(model, tmp_path, capsys):
     assert _files(out / "images") == ["mine.jpg", "sub/notes.txt"]
 
 
+def test_overwrite_never_deletes_through_a_link_out_of_out(model, tmp_path):
+    src = tmp_path / "src"
+    _image(src / "a.png"), _image(src / "sub" / "b.png")
+    out = tmp_path / "out"
+    assert _predict(model, src, out, "--save-images") == 0
+    elsewhere = _image(tmp_path / "elsewhere" / "b.png").parent  # the user's own b.png
+    for drawn in (out / "images" / "sub").iterdir():
+        drawn.unlink()
+    (out / "images" / "sub").rmdir()
+    (out / "images" / "sub").symlink_to(elsewhere, target_is_directory=True)
+    assert _predict(model, src / "a.png", out, "--overwrite") == 0
+    assert (elsewhere / "b.png").is_file() and not (out / "images" / "a.png").exists()
+
+
 def test_overwrite_of_an_older_folder_keeps_its_files_and_says_so(model, tmp_path, capsys):
     src = _image(tmp_path / "a.png")
     out = tmp_path / "out"

@@ -74,7 +74,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _delete(path: Path, top: Path, removed: list[Path]) -> None:
+    """Unlink ``path`` if it lies below ``top`` both as written and once links are followed
+    (a link among its folders never leads a deletion out of ``OUT``)."""
     if not _inside(path, top) or not (path.is_file() or path.is_symlink()):
+        return
+    parent, real_top = os.path.realpath(path.parent), os.path.realpath(top)
+    if top.is_symlink() or not (parent == real_top or parent.startswith(real_top + os.sep)):
         return
     path.unlink(missing_ok=True)
     removed.append(path)
