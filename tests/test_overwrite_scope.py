@@ -224,3 +224,17 @@ def test_val_keeps_a_users_metrics_json_unless_overwrite(tiny_classify_run, tmp_
     assert json.loads((out / "metrics.json").read_text())["model"] == best
     assert (out / "notes.txt").read_text() == "mine"
     assert main(["val", best, "--out", str(out), "--quiet"]) == 0  # its own earlier output
+
+
+def test_video_resume_replaces_no_file_it_did_not_write(model, tmp_path, capsys):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    first, _ = write_video(vids / "a.avi", 2), write_video(vids / "b.avi", 2)
+    out = tmp_path / "out"
+    assert _predict(model, first, out, "--save-video") == 0
+    (out / "videos" / "b.mp4").write_bytes(b"the user's film")
+    assert _predict(model, vids, out, "--save-video", "--resume") == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {out / 'videos' / 'b.mp4'}: not written by the run")
+    assert (out / "videos" / "b.mp4").read_bytes() == b"the user's film"
+    assert _files(out / "videos") == ["a.mp4", "b.mp4"]

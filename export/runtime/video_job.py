@@ -41,9 +41,10 @@ from .batch import (
 )
 from .decode import Outputs
 from .draw import draw_prediction
+from .earlier_run import string_list
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
-from .run_record import add_outputs, model_record
+from .run_record import add_outputs, model_record, read_record
 from .video import Frame, VideoError, VideoReader, display_name, is_live, prefetch
 
 VIDEOS = "videos"
@@ -81,6 +82,7 @@ class VideoProgress:
     last_frame: dict[str, int] = field(default_factory=dict)
     last_track: dict[str, int] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    outputs: set[str] | None = None  # the videos and MOT files run.json lists (None: no list)
 
 
 def read_progress(out: Path) -> VideoProgress:
@@ -227,8 +229,10 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
             raise OutputExistsError(f"{folder} already exists; choose another --out, or pass "
                                     "--overwrite (it replaces only the files this run writes "
                                     "there, and those of an earlier run)")
+    listed = string_list(read_record(out), "outputs") if resume else None
     _check_out(out, resume, overwrite, record)  # --overwrite: deletes the earlier run's files
     done = read_progress(out) if resume else VideoProgress()
+    done.outputs = set(listed) if listed is not None else None
     if resume and retry_errors:
         names = {json_text(v) for v in videos}
         drop_error_lines(out / ERRORS, done.failed & names)
@@ -251,7 +255,7 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
                 counts["skipped"] += last // options.stride + 1 if last >= 0 else 0
                 _one_video(predictor, video, out, output_name(video, root), options, workers,
                            last, done.last_track.get(json_text(video), 0), writer, bar, counts,
-                           log)
+                           log, done.outputs)
     except BaseException:
         writer.close(quiet=True)
         raise
@@ -262,8 +266,10 @@ def run_predict_video(predictor: Predictor, videos: list[str], out: str | os.Pat
 
 def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: VideoOptions,
                workers: int | None, last: int, last_track: int, writer: _Writer, bar: Any,
-               counts: dict[str, int], log: Callable[[str], None] | None) -> None:
-    """Frames ``last + stride, ...`` of ``video`` -> lines (and drawings, tracks)."""
+               counts: dict[str, int], log: Callable[[str], None] | None,
+               listed: set[str] | None = None) -> None:
+    """Frames ``last + stride, ...`` of ``video`` -> lines (and drawings, tracks); ``listed``
+    (``--resume``): the files the earlier run wrote, the only ones this run may replace."""
     start = last + options.stride if last >= 0 else 0
     if is_live(video) and last >= 0:
         start = 0  # a live source has no frame to go back to: it continues from now
@@ -287,9 +293,17 @@ def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: 
     suffix = f".from{start}" if start and not is_live(video) else ""
     annotated = (_AnnotatedVideo(out / VIDEOS / f"{name}{suffix}.mp4", reader.info.fps)
                  if options.save_video else None)
-    add_outputs(out, [p.relative_to(out).as_posix() for p in (
+    paths = [p.relative_to(out).as_posix() for p in (
         *((annotated.path, annotated.partial) if annotated is not None else ()),
-        *((out / MOT / f"{name}.txt",) if tracker is not None else ()))])
+        *((out / MOT / f"{name}.txt",) if tracker is not None else ()))]
+    foreign = [p for p in paths if listed is not None and p not in listed
+               and ((out / p).exists() or (out / p).is_symlink())]
+    if foreign:
+        reader.close()
+        raise OutputExistsError(f"{out / foreign[0]}: not written by the run in {out}, and "
+                                "--resume replaces no other file; move it away, or pass "
+                                "--overwrite to start again")
+    add_outputs(out, paths)
     mot = _MotFile(out / MOT / f"{name}.txt", last) if tracker is not None else None
     frames: dict[str, Frame] = {}
 
