@@ -238,3 +238,14 @@ def test_video_resume_replaces_no_file_it_did_not_write(model, tmp_path, capsys)
     assert line.startswith(f"error: {out / 'videos' / 'b.mp4'}: not written by the run")
     assert (out / "videos" / "b.mp4").read_bytes() == b"the user's film"
     assert _files(out / "videos") == ["a.mp4", "b.mp4"]
+
+
+def test_resume_draws_over_no_file_it_did_not_write(model, tmp_path, capsys):
+    src = tmp_path / "src"
+    _image(src / "a.png"), _image(src / "b.png")
+    out = tmp_path / "out"
+    assert _predict(model, src / "a.png", out, "--save-images") == 0
+    (out / "images" / "b.png").write_bytes(b"the user's photo")
+    assert _predict(model, src, out, "--save-images", "--resume") == 2
+    assert _error_line(capsys).startswith(f"error: {out / 'images' / 'b.png'}: not a drawing")
+    assert (out / "images" / "b.png").read_bytes() == b"the user's photo"

@@ -35,7 +35,7 @@ from vision_tasks.results import Prediction, json_line
 
 from .coco import write_coco_results
 from .draw import save_drawing
-from .earlier_run import carry_lists, drawing_path, remove_earlier_outputs
+from .earlier_run import carry_lists, drawing_path, first_foreign_drawing, remove_earlier_outputs
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
 from .run_record import RUN_RECORD, check_resume, model_record, read_record, write_record
@@ -264,6 +264,11 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         drop_error_lines(out / ERRORS, (failed & names) - done)
         failed -= names
     todo = [s for s in sources if json_text(s) not in done | failed]
+    foreign = first_foreign_drawing(out, todo, root) if resume and save_images else None
+    if foreign is not None:
+        raise OutputExistsError(f"{foreign}: not a drawing of the run in {out}, and --resume "
+                                "replaces no other file; move it away, or pass --overwrite to "
+                                "start again")
     counts = {"predicted": 0, "errors": 0}
     writer = _Writer(out)
     drawings: deque[Future[Path | None]] = deque()

@@ -36,6 +36,22 @@ def drawing_path(out: Path, source: str, root: str) -> Path:
     return out / IMAGES / relative
 
 
+def drawn_file(path: Path) -> Path:
+    """The file :func:`~.draw.save_drawing` writes for ``path`` (``.png`` added to a suffix
+    OpenCV cannot write)."""
+    return path if path.suffix.lower() in WRITABLE_SUFFIXES else path.with_name(path.name + ".png")
+
+
+def first_foreign_drawing(out: Path, sources: Iterable[str], root: str) -> Path | None:
+    """The first drawing of ``sources`` (not done before: ``--resume``) whose file is there
+    already: not an earlier drawing of theirs, so not ours to replace."""
+    for source in sources:
+        path = drawn_file(drawing_path(out, source, root))
+        if path.exists() or path.is_symlink():
+            return path
+    return None
+
+
 def string_list(record: dict[str, Any] | None, key: str) -> list[str] | None:
     """``record[key]`` when it is a list of strings; ``None`` when absent or of another shape."""
     value = record.get(key) if isinstance(record, dict) else None
@@ -116,10 +132,7 @@ def remove_earlier_outputs(out: Path, old: dict[str, Any] | None, predictions: P
     if roots:
         for source in dict.fromkeys([*_sources(predictions), *_sources(errors)]):
             for root in roots:
-                path = drawing_path(out, source, root)
-                _delete(path, tops[0], removed)
-                if path.suffix.lower() not in WRITABLE_SUFFIXES:
-                    _delete(path.with_name(path.name + ".png"), tops[0], removed)
+                _delete(drawn_file(drawing_path(out, source, root)), tops[0], removed)
     for relative in outputs or []:
         path = out / relative
         if not os.path.isabs(relative) and any(_inside(path, t) for t in tops[1:]):
