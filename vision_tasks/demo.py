@@ -35,14 +35,14 @@ def run_demo(args: argparse.Namespace, run_verb: Callable[[list[str]], int]) -> 
     task = get_task(args.task)
     out = Path(args.out)
     data_dir = out / "data"
-    print(f"[1/5] synthesizing a {args.task} shapes set in {data_dir}")
     size = task.synth_size
-    task.synthesize(data_dir, DEMO_DATA["n_train"], DEMO_DATA["n_val"], size, seed=0)
-
     config_path = find_config(args.task)
     overrides = [*task.demo_overrides(data_dir), f"data.image_size={size}",
                  *args.overrides]
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, overrides)  # a bad --set fails before minutes of work
+    print(f"[1/5] synthesizing a {args.task} shapes set in {data_dir}")
+    task.synthesize(data_dir, DEMO_DATA["n_train"], DEMO_DATA["n_val"], size, seed=0)
+
     print(f"[2/5] training {config_path.name} ({cfg.model.backbone.name}, {cfg.train.epochs} epochs)")
     run_dir = out / "run"
     result = Trainer(cfg, run_dir, progress=not args.quiet, overwrite=True).fit()

@@ -29,6 +29,14 @@ class DeviceError(VisionTasksError, ValueError):
     """A device (``train.device``, ``--device``) that is unknown or not usable on this machine."""
 
 
+class UnknownNameError(VisionTasksError, KeyError):
+    """A task, backbone or other plug-in name that is not installed (a KeyError too, for the
+    callers that look names up); its message is the plain sentence, not KeyError's quoted one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class OutputExistsError(VisionTasksError):
     """An output file or folder already holds results that a command would overwrite."""
 

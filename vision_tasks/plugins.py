@@ -16,6 +16,8 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from vision_tasks.errors import UnknownNameError
+
 TASKS = "vision_tasks.tasks"
 BACKBONES = "vision_tasks.backbones"
 COMMANDS = "vision_tasks.commands"
@@ -42,12 +44,12 @@ def load(group: str, name: str, kind: str) -> Any:
     """The object the entry point ``name`` of ``group`` names.
 
     Raises:
-        KeyError: no such name; the message lists the choices and the nearest one
+        UnknownNameError: (a KeyError) no such name; the message lists the choices and the nearest one
             (``kind`` names what was asked for: "task", "backbone", ...).
     """
     found = plugins(group)
     if name not in found:
-        raise KeyError(unknown_name_message(kind, name, sorted(found)))
+        raise UnknownNameError(unknown_name_message(kind, name, sorted(found)))
     return found[name].load()
 
 

@@ -179,7 +179,8 @@ class Predictor:
             raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
         self.score_threshold = float(score_threshold)
         if not self.path.is_file():
-            raise ModelFileError(f"{self.path}: model file not found; export one with "
+            what = "is a folder, not a model file" if self.path.is_dir() else "model file not found"
+            raise ModelFileError(f"{self.path}: {what}; export one with "
                                  "`vision-tasks export RUN/weights/best.pt --out model.onnx`")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

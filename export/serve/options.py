@@ -101,7 +101,8 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         if not sep or not name or "/" in name:
             name, path = Path(spec).stem, spec
         if not Path(path).is_file():
-            raise ConfigError(f"{path}: model file not found; pass a .onnx file from "
+            what = "is a folder, not a model file" if Path(path).is_dir() else "model file not found"
+            raise ConfigError(f"{path}: {what}; pass a .onnx file from "
                               "`vision-tasks export`")
         if name in models:
             raise ConfigError(f"two models are named '{name}' ({models[name]}, {path}); "

@@ -17,7 +17,8 @@ from vision_tasks.imaging import IMAGE_SUFFIXES, ImageError, letterbox, load_ima
 def scan_imagefolder(root: Path, key: str) -> tuple[list[str], list[tuple[Path, int]]]:
     """Class names (sorted folder names) and (image path, class index) pairs."""
     if not root.is_dir():
-        raise DataError(f"{key}: folder {root} not found; point it at an ImageFolder "
+        what = "is a file, not a folder" if root.exists() else "not found"
+        raise DataError(f"{key}: folder {root} {what}; point it at an ImageFolder "
                         "(root/<class>/<image>) or make one with `vision-tasks data synth classify DIR`")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:

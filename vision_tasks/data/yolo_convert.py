@@ -51,6 +51,8 @@ def coco_to_yolo(src: str | Path, out: str | Path, segments: bool = False) -> di
     ``{"data_yaml", "splits": {split: {"images", "objects", "left_out"}}}``."""
     src, out = Path(src), Path(out)
     splits = [s for s in SPLITS if (src / s / "annotations.json").is_file()]
+    if not src.exists():
+        raise DataError(f"{src}: not found; pass a YOLO data.yaml or a folder of COCO splits")
     if not splits:
         raise DataError(f"{src}: no <split>/annotations.json (train, val, test); expected the "
                         "layout `vision-tasks data synth detect` writes")

@@ -38,7 +38,8 @@ def validate_model(model_path: str | Path, overrides: list[str], out_dir: str | 
     check_run_folder(out, [METRICS, *plot_names(None)], overwrite, "val")
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found; pass RUN/weights/best.pt or an exported model")
+        what = "is a folder, not a model file" if path.is_dir() else "model file not found"
+        raise ModelFileError(f"{path}: {what}; pass RUN/weights/best.pt or an exported model")
     if suffix in (evaluators or {}):
         metrics, evaluator = evaluators[suffix].load()(path, overrides, batch_size, device, progress)
     elif suffix in (".pt", ".pth"):

@@ -29,7 +29,8 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True`` and one-line errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found; check the path")
+        what = "is a folder, not a weights file" if path.is_dir() else "weights file not found"
+        raise CheckpointError(f"{path}: {what}; check the path")
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80" and head[1:2] in (b"\x03", b"\x04", b"\x05"):  # torch.save: a zip
