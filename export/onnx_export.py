@@ -335,6 +335,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     checkpoint = Path(checkpoint)
     if opset < 7:
         raise ExportError(f"--opset {opset} is too old; use {DEFAULT_OPSET} (the default)")
+    if opset > onnx.defs.onnx_opset_version():  # refused before minutes of tracing
+        raise ExportError(f"--opset {opset} is newer than the installed onnx knows "
+                          f"({onnx.defs.onnx_opset_version()}); use {DEFAULT_OPSET} (the default)")
     if int8 and (fp16 or opset < DYNAMO_MIN_OPSET):
         raise ExportError("--int8 needs the default exporter (opset >= 18) and excludes --fp16")
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"

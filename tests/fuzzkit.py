@@ -71,6 +71,17 @@ def make_bad_files(root: Path) -> dict[str, Path]:
     p["dir"] = root / "a-folder"
     p["dir"].mkdir()
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(p["dir"] / "inside.png")
+    p["empty_dir"] = root / "empty-folder"
+    p["empty_dir"].mkdir()
+    checkpoint = p["classify_pt"].read_bytes()
+    for name, last in (("truncated_run", checkpoint[:5000]), ("stateless_run", checkpoint)):
+        p[name] = root / name  # a run folder whose last.pt cannot be resumed from
+        (p[name] / "weights").mkdir(parents=True)
+        (p[name] / "weights" / "last.pt").write_bytes(last)
+    p["list_record"] = root / "list-record"  # a predict OUT whose run.json is a list
+    p["list_record"].mkdir()
+    (p["list_record"] / "run.json").write_text("[1, 2]\n")
+    (p["list_record"] / "predictions.jsonl").write_text("")
     p["empty"] = root / "empty.pt"
     p["empty"].write_bytes(b"")
     p["empty_onnx"] = root / "empty.onnx"

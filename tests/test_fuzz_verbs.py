@@ -186,6 +186,9 @@ PREDICT = [
     (["predict", "{classify_onnx}", "{png}", "--out", "{out}", "--track"], "--track"),
     (["predict", "{classify_onnx}", "{png}", "--out", "{out}", "--device", "tpu"], "tpu"),
     (["predict", "{classify_onnx}", "camera:x", "--out", "{out}"], "camera:x"),
+    (["predict", "{classify_onnx}", "{empty_dir}", "--out", "{out}"], "{empty_dir}"),
+    (["predict", "{classify_onnx}", "{png}", "--out", "{list_record}", "--resume"],
+     "{list_record}/run.json"),
 ]
 
 BENCHMARK = [
@@ -220,6 +223,9 @@ SERVE = [
     (["serve", "{classify_onnx}", "--port", "0", "--token-file", "{empty}"], "{empty}"),
     (["serve", "{classify_onnx}", "--port", "0", "--token-file", "{dir}"], "{dir}"),
     (["serve", "{classify_onnx}", "--port", "0", "--max-batch", "0"], "--max-batch"),
+    (["serve", "{classify_onnx}", "--port", "0", "--cors", "not a url"], "--cors"),
+    (["serve", "{classify_onnx}", "--port", "0", "--cors", "https://app.example.com/x"],
+     "--cors"),
     (["serve", "{classify_onnx}", "--port", "0", "--host", "no.such.host.invalid"],
      "no.such.host.invalid"),
 ]

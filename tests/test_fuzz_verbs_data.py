@@ -63,6 +63,9 @@ TRAIN = [
     (["train", "classify", "--out", "{out}", "--nproc", "0"], "--nproc"),
     (["train", "--out", "{out}", "--resume"], "{out}"),
     (["train", "--out", "{dir}", "--resume"], "{dir}"),
+    (["train", "--out", "{truncated_run}", "--resume"], "{truncated_run}/weights/last.pt"),
+    (["train", "--out", "{stateless_run}", "--resume"], "{stateless_run}/weights/last.pt"),
+    (["train", "classify", "--out", "{out}", "--resume", "--set", "train.epochs=2"], "--set"),
     (["train", "--out", "{out}"], "CONFIG"),
 ]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from vision_tasks.errors import ConfigError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A browser origin: scheme://host[:port], nothing after (no path, no trailing slash).
+CORS_ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]+$")
 """A model's name in URLs: letters, digits, ``.``, ``_``, ``-`` (at most 64)."""
 
 
@@ -81,6 +83,12 @@ class ServeOptions:
                             ("--request-timeout", self.request_timeout_s)):
             if not value > 0:
                 raise ConfigError(f"{flag} must be more than 0, got {value}")
+        if self.port > 65535:
+            raise ConfigError(f"--port must be 0 to 65535, got {self.port}")
+        for origin in self.cors:
+            if origin != "*" and not CORS_ORIGIN.match(origin):
+                raise ConfigError(f"--cors {origin!r}: not an origin; pass scheme://host[:port] "
+                                  "(e.g. https://app.example.com, no path) or *")
         if self.token is not None and not self.token:
             raise ConfigError("the bearer token is empty; put a secret in --token-file")
 
