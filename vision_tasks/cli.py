@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -412,6 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as err:  # RuntimeError: torch's allocators
+        if not isinstance(err, MemoryError) and "allocate" not in str(err) \
+                and "out of memory" not in str(err):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(err))
+        size = f" ({int(asked[1]) / 2**30:.1f} GiB asked for)" if asked else ""
+        print(f"error: out of memory{size}; choose smaller sizes: model.backbone.width, "
+              "data.image_size, train.batch_size or --batch-size", file=sys.stderr)
+        return 2
 
 
 def _extra_missing(err: ModuleNotFoundError) -> tuple[str, str, str] | None:

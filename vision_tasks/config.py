@@ -28,6 +28,7 @@ import yaml
 
 from vision_tasks import plugins
 from vision_tasks.config_files import apply_overrides, read_config_file
+from vision_tasks.config_numbers import check_numbers
 from vision_tasks.errors import ConfigError
 from vision_tasks.fileio import atomic_write_text
 from vision_tasks.task_spec import get_spec
@@ -354,7 +355,7 @@ def _check_heads(cfg: Config, source: str) -> None:
             _fail(source, f"heads.{name}.task", "missing; name the head's task, e.g. task: detect")
         if section.task == MULTI:
             _fail(source, f"heads.{name}.task", "a head is a single task, not 'multi'")
-        if section.weight <= 0:
+        if not section.weight > 0:  # NaN too
             _fail(source, f"heads.{name}.weight", f"must be positive, got {section.weight}")
         _validate_task_sections(section, section.task, f"heads.{name}.", source)
 
@@ -370,7 +371,7 @@ def _check_values(cfg: Config, source: str) -> None:
         _fail(source, "train.epochs", f"must be at least 1, got {cfg.train.epochs}")
     if cfg.train.batch_size < 1:
         _fail(source, "train.batch_size", f"must be at least 1, got {cfg.train.batch_size}")
-    if cfg.train.lr <= 0:
+    if not cfg.train.lr > 0:  # NaN too
         _fail(source, "train.lr", f"must be positive, got {cfg.train.lr}")
     if cfg.data.workers < 0:
         _fail(source, "data.workers", f"must be 0 or more, got {cfg.data.workers}")
@@ -385,6 +386,7 @@ def _check_values(cfg: Config, source: str) -> None:
         _fail(source, "model.backbone.freeze", f"expected 'all', 'none' or a number of stages, got {freeze!r}")
     if isinstance(freeze, int) and freeze < 0:
         _fail(source, "model.backbone.freeze", f"must be 0 or more stages, got {freeze}")
+    check_numbers(cfg, source, _fail)
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
