@@ -8,13 +8,17 @@ with ``configs/multi.yaml`` (its epochs unless ``--epochs``):
 2. one joint run of all four heads per ``train.head_sampling`` (round_robin, proportional),
    and with ``--share-neck`` one more round-robin run whose detect and segment heads share
    their neck (``model.share_neck``);
-3. speed, model only, at each of ``--speed-sizes``: the joint run's one ONNX file against the
-   four single-task files run one after another on the same letterboxed batches (onnxruntime,
-   CPU, batch ``--batch``), interleaved repeats, medians.
+3. speed, model only, at each of ``--speed-sizes``: the four single-task files run one after
+   another, the round-robin run's one file, and one file with a shared neck (the shared-neck
+   run's, or without ``--share-neck`` the round-robin weights in a shared-neck model: the cost
+   of a graph does not depend on its weights), on the same letterboxed batches (onnxruntime,
+   CPU, batch ``--batch``), interleaved repeats, medians. ``--speed-only`` measures this again
+   from the run folders in ``--out`` (e.g. on a quieter machine than the training had).
 
 Each run's time is wall seconds and CPU seconds (this process and its loader workers), so
 that a loaded machine still gives comparable training costs. Prints a Markdown table and writes
-``OUT/results.json``; at convergence on the hard style (about 40 min on a quiet 2-core CPU)::
+``OUT/results.json`` (after each run); at convergence on the hard style (2 to 3 hours on a
+2-core CPU)::
 
     .venv/bin/python benchmarks/multi_head.py --out /tmp/multi-bench --style hard \
         --train 2000 --val 300 --share-neck
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
@@ -69,14 +74,15 @@ def train(cfg, out: Path) -> tuple[dict, dict, Path]:
         result.best
 
 
-def onnx_at(checkpoint: Path, size: int, out: Path) -> Path:
-    """``checkpoint`` as an ONNX file with a ``size`` px input. Size-bound layers (localize's
-    fully-connected trunk) keep their fresh initialisation at another size: the cost of a
-    graph does not depend on its weights, only NMS on how many boxes pass its threshold."""
+def onnx_at(checkpoint: Path, size: int, out: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """``checkpoint`` as an ONNX file with a ``size`` px input (and config ``overrides``, e.g.
+    ``model.share_neck=true``). Layers whose shapes change (localize's fully-connected trunk at
+    another size) keep their fresh initialisation: the cost of a graph does not depend on its
+    weights, only NMS on how many boxes pass its threshold."""
     loaded = load_model(checkpoint)
-    if loaded.cfg.data.image_size == size:
+    if loaded.cfg.data.image_size == size and not overrides:
         return export_checkpoint(checkpoint, out).path
-    cfg = config_from_dict(apply_overrides(loaded.cfg.to_dict(), [f"data.image_size={size}"]))
+    cfg = config_from_dict(apply_overrides(loaded.cfg.to_dict(), [f"data.image_size={size}", *overrides]))
     model = build_vision_model(cfg, {n: len(h.class_names) for n, h in loaded.heads.items()},
                                load_pretrained=False)
     own = model.state_dict()
@@ -98,7 +104,7 @@ def model_only(predictors: list[Predictor], batches: list[np.ndarray], repeats: 
     return rates
 
 
-def train_all(args: argparse.Namespace) -> tuple[dict, dict, dict, dict]:
+def train_all(args: argparse.Namespace) -> dict:
     """The four single-task runs and the joint variants; their metrics and costs."""
     out = args.out
     for i, task in enumerate(TASKS):
@@ -109,26 +115,24 @@ def train_all(args: argparse.Namespace) -> tuple[dict, dict, dict, dict]:
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "single": {}, "joint": {}}
 
     multi = load_config(REPO / "configs" / "multi.yaml", base)
-    single_best = {}
     for task in TASKS:
-        metrics, cost, single_best[task] = train(multi.head_configs()[task], out / f"single-{task}")
+        metrics, cost, _ = train(multi.head_configs()[task], out / f"single-{task}")
         results["single"][task] = {"metric": metrics[PRIMARY[task]], **cost}
+        (out / "results.json").write_text(json.dumps(results, indent=2))  # kept as it goes
         print(f"single {task}: {PRIMARY[task]} {metrics[PRIMARY[task]]:.4f} in {cost['seconds']:.0f} s "
               f"({cost['cpu_seconds']:.0f} CPU s)", flush=True)
-    joint_best = {}
     variants = {"round_robin": ["train.head_sampling=round_robin"],
                 "proportional": ["train.head_sampling=proportional"]}
     if args.share_neck:
         variants["round_robin_shared_neck"] = ["train.head_sampling=round_robin", "model.share_neck=true"]
     for name, extra in variants.items():
         cfg = load_config(REPO / "configs" / "multi.yaml", [*base, *extra])
-        metrics, cost, joint_best[name] = train(cfg, out / f"joint-{name}")
+        metrics, cost, _ = train(cfg, out / f"joint-{name}")
         results["joint"][name] = {**cost, **{t: metrics[f"{t}.{PRIMARY[t]}"] for t in TASKS}}
         print(f"joint {name}: " + ", ".join(f"{t} {metrics[f'{t}.{PRIMARY[t]}']:.4f}" for t in TASKS)
               + f" in {cost['seconds']:.0f} s ({cost['cpu_seconds']:.0f} CPU s)", flush=True)
-
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    return results, variants, single_best, joint_best
+        (out / "results.json").write_text(json.dumps(results, indent=2))  # kept as it goes
+    return results
 
 
 def main() -> None:
@@ -153,34 +157,60 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out
     if args.speed_only:
-        results = json.loads((out / "results.json").read_text())
-        variants = list(results["joint"])
-        single_best = {t: out / f"single-{t}" / "weights" / "best.pt" for t in TASKS}
-        joint_best = {v: out / f"joint-{v}" / "weights" / "best.pt" for v in variants}
+        path = out / "results.json"
+        results = json.loads(path.read_text()) if path.is_file() else {}
     else:
-        results, variants, single_best, joint_best = train_all(args)
-    fastest = "round_robin_shared_neck" if "round_robin_shared_neck" in variants else "round_robin"
+        results = train_all(args)
+    results["speed"] = measure_speed(args)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if "single" in results:
+        print_table(results)
+    for size, r in results["speed"].items():
+        print(f"\nspeed, model only, batch {args.batch}, {size} px, {r['threads']} threads, "
+              f"medians of {args.repeats}: four single-task files {r['four_singles_img_s']:.1f} img/s; "
+              f"one file {r['multi_img_s']:.1f} img/s ({r['ratio']:.2f}x); one file with a shared "
+              f"neck ({r['shared_neck_file']}) {r['shared_img_s']:.1f} img/s "
+              f"({r['shared_ratio']:.2f}x)")
+
+
+def measure_speed(args: argparse.Namespace) -> dict:
+    """Images/s at each of ``--speed-sizes`` of the four single-task files run one after
+    another, the round-robin joint file, and a joint file with a shared neck (the shared-neck
+    run's when it was trained, else the round-robin weights in a shared-neck model)."""
+    out = args.out
+    single = {t: out / f"single-{t}" / "weights" / "best.pt" for t in TASKS}
+    joint = out / "joint-round_robin" / "weights" / "best.pt"
+    shared_run = out / "joint-round_robin_shared_neck" / "weights" / "best.pt"
     images = sorted((out / "data" / "detect" / "val" / "images").iterdir())
     images = (images * (args.speed_images // len(images) + 1))[:args.speed_images]
-    results["speed"] = {}
+    speed = {}
     for size in args.speed_sizes:
-        one = [Predictor(onnx_at(joint_best[fastest], size, out / f"multi-{size}.onnx"),
-                         device="cpu", batch_size=args.batch)]
-        four = [Predictor(onnx_at(single_best[t], size, out / f"{t}-{size}.onnx"), device="cpu",
+        four = [Predictor(onnx_at(single[t], size, out / f"{t}-{size}.onnx"), device="cpu",
                           batch_size=args.batch) for t in TASKS]
+        one = [Predictor(onnx_at(joint, size, out / f"multi-{size}.onnx"), device="cpu",
+                         batch_size=args.batch)]
+        shared_file = (onnx_at(shared_run, size, out / f"multi-shared-{size}.onnx") if shared_run.is_file()
+                       else onnx_at(joint, size, out / f"multi-shared-{size}.onnx", ("model.share_neck=true",)))
+        shared = [Predictor(shared_file, device="cpu", batch_size=args.batch)]
         inputs = np.stack([load_letterboxed(p, (size, size))[0] for p in images])
         batches = [inputs[i:i + args.batch] for i in range(0, len(inputs), args.batch)]
-        model_only(one + four, batches[:2], 1)  # warm-up
-        multi_rates, single_rates = [], []
-        for _ in range(args.repeats):  # interleaved: both see the same machine state
-            multi_rates += model_only(one, batches, 1)
-            single_rates += model_only(four, batches, 1)
-        m, s = statistics.median(multi_rates), statistics.median(single_rates)
-        results["speed"][str(size)] = {"multi_img_s": m, "four_singles_img_s": s, "ratio": m / s,
-                                       "threads": one[0].threads, "multi_file": fastest,
-                                       "trained_size": size == args.size}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+        model_only(four + one + shared, batches[:2], 1)  # warm-up
+        rates: dict[str, list[float]] = {"four": [], "one": [], "shared": []}
+        for _ in range(args.repeats):  # interleaved: all see the same machine state
+            for name, predictors in (("four", four), ("one", one), ("shared", shared)):
+                rates[name] += model_only(predictors, batches, 1)
+        m = {name: statistics.median(r) for name, r in rates.items()}
+        speed[str(size)] = {"four_singles_img_s": m["four"], "multi_img_s": m["one"],
+                            "shared_img_s": m["shared"], "ratio": m["one"] / m["four"],
+                            "shared_ratio": m["shared"] / m["four"], "threads": one[0].threads,
+                            "shared_neck_file": "trained" if shared_run.is_file()
+                            else "round-robin weights, neck shared",
+                            "trained_size": size == args.size, "load": os.getloadavg()[0]}
+    return speed
 
+
+def print_table(results: dict) -> None:
+    variants = list(results["joint"])
     print("\n| head | single-task | " + " | ".join(f"joint {v}" for v in variants) + " |")
     print("|---|---|" + "---|" * len(variants))
     for task in TASKS:
@@ -191,10 +221,7 @@ def main() -> None:
         total = sum(r[key] for r in results["single"].values())
         print(f"| training {unit} | {total:.0f} (four runs) | "
               + " | ".join(f"{results['joint'][v][key]:.0f}" for v in variants) + " |")
-    for size, r in results["speed"].items():
-        print(f"\nspeed, model only, batch {args.batch}, {size} px, {r['threads']} threads: "
-              f"one multi-head file ({fastest}) {r['multi_img_s']:.1f} img/s, four single-task "
-              f"files {r['four_singles_img_s']:.1f} img/s ({r['ratio']:.2f}x)")
+
 
 if __name__ == "__main__":
     main()
