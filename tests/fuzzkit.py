@@ -116,6 +116,7 @@ def make_bad_files(root: Path) -> dict[str, Path]:
         "absurd_yaml": "task: classify\ndata:\n  image_size: 100000\n",
         "unknown_task_yaml": "task: clasify\n",
         "list_section_yaml": "task: classify\ntrain: [1, 2]\n",
+        "missing_base_yaml": "base: nowhere\n",
     }
     for name, text in yamls.items():
         p[name] = root / f"{name.removesuffix('_yaml')}.yaml"

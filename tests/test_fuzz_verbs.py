@@ -118,6 +118,7 @@ SUMMARY = [
     (["summary", "{string_number_yaml}"], "train.epochs"),
     (["summary", "{unknown_task_yaml}"], "clasify"),
     (["summary", "{list_section_yaml}"], "train"),
+    (["summary", "{missing_base_yaml}"], "{missing_base_yaml}"),
     (["summary", "{classify_pt}", "--input-size", "-8", "32"], "--input-size"),
     (["summary", "{negative_yaml}"], "data.image_size"),
     (["summary", "classify", "--classes", "0"], "--classes"),

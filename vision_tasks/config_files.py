@@ -91,7 +91,10 @@ def read_config_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> 
         raise ConfigError(f"{path}: {BASE_KEY}: expected the name of a ready config or a YAML "
                           f"file, got {base!r}")
     relative = path.parent / base
-    base_path = relative if relative.is_file() else resolve(base)
+    try:
+        base_path = relative if relative.is_file() else resolve(base)
+    except ConfigError as err:  # name the file whose base is missing
+        raise ConfigError(f"{path}: {BASE_KEY}: {err}") from None
     chain = (*_chain, path.resolve())
     if base_path.resolve() in chain:
         names = " -> ".join(str(p) for p in (*chain, base_path))
