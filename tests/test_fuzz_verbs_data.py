@@ -125,6 +125,7 @@ TRACK_EVAL = [
     (["track-eval", "{mot}/gt", "{file}"], "{file}"),
     (["track-eval", "{mot}/gt", "{mot}/results", "--json", "{file}/m.json"], "{file}"),
     (["track-eval", "{mot}/gt", "{mot}/results", "--json", "{dir}"], "{dir}"),
+    (["track-eval", "{mot}/gt", "{mot}/results", "--json", "{png}"], "{png}"),
     *[(["track-eval", "{mot}/gt", f"{{mot}}/{name}"], f"{{mot}}/{name}/seq.txt")
       for name in ("words", "binary", "inf", "short")],
     (["track-eval", "{mot}/badgt", "{mot}/results"], "{mot}/badgt/seq/gt/gt.txt"),
@@ -199,4 +200,6 @@ def test_the_bad_sets_are_bad_only_where_meant(bad, tmp_path) -> None:
     assert main(["track-eval", str(bad["mot"] / "gt"), str(bad["mot"] / "results"),
                  "--json", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["combined"]["MOTA"] == 1.0
+    assert main(["track-eval", str(bad["mot"] / "gt"), str(bad["mot"] / "results"),
+                 "--json", str(tmp_path / "m.json")]) == 0  # its own file is replaced
     assert main(["data", "convert", str(bad["coco"]), str(tmp_path / "yolo")]) == 0

@@ -96,7 +96,24 @@ def add_track_eval(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_track_eval)
 
 
+def _check_json_out(path: Path) -> None:
+    """``--json`` replaces an earlier track-eval's file only, never another file of the user's."""
+    if path.is_dir():
+        raise VisionTasksError(f"--json {path}: is a folder; pass the .json file to write")
+    if not path.exists():
+        return
+    try:
+        ours = set(json.loads(path.read_text(encoding="utf-8"))) == {"combined", "sequences"}
+    except (ValueError, TypeError, OSError):  # not JSON, not UTF-8, not a mapping
+        ours = False
+    if not ours:
+        raise VisionTasksError(f"--json {path}: exists and is not a track-eval result; choose "
+                               "another file (track-eval replaces only its own)")
+
+
 def cmd_track_eval(args: argparse.Namespace) -> int:
+    if args.json_path:
+        _check_json_out(Path(args.json_path))
     per_sequence, combined, missing = evaluate_folders(Path(args.gt), Path(args.results))
     for name in missing:
         print(f"track-eval: no results for {name} ({Path(args.results) / (name + '.txt')}); "
