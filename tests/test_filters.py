@@ -61,6 +61,22 @@ def test_filters_command_writes_three_pngs_of_the_grid_size(tiny_classify_run, a
     assert f"{n} filters" in printed and "3x3x3, RGB" in printed
 
 
+def test_a_users_file_of_the_same_name_is_kept_unless_overwrite(tiny_classify_run, an_image,
+                                                                tmp_path: Path, capsys) -> None:
+    args = ["filters", str(tiny_classify_run.best), str(an_image), "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert main(args) == 0  # its own earlier drawings are replaced
+    mine = tmp_path / "activations.png"
+    Image.new("RGB", (5, 5)).save(mine)  # a user's image of that name
+    before = mine.read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "activations.png: exists and was not drawn by vision-tasks filters" in err
+    assert mine.read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0 and Image.open(mine).size != (5, 5)
+
+
 def test_input_png_is_the_letterboxed_image_upscaled_with_nearest(tiny_classify_run, an_image,
                                                                   tmp_path: Path) -> None:
     main(["filters", str(tiny_classify_run.best), str(an_image), "--out", str(tmp_path)])

@@ -239,7 +239,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
     from vision_tasks.inspect.filters import draw_first_layer
 
     with hold_output(args.out):
-        print("\n".join(draw_first_layer(args.checkpoint, args.image, args.out).lines))
+        print("\n".join(draw_first_layer(args.checkpoint, args.image, args.out, args.overwrite).lines))
     return 0
 
 
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("checkpoint", help="checkpoint .pt from vision-tasks train")
     filters.add_argument("image", help="image file; letterboxed to the model's input as in training")
     filters.add_argument("--out", required=True, help="folder for filters.png, activations.png, input.png")
+    filters.add_argument("--overwrite", action="store_true",
+                         help="replace files of those names that vision-tasks filters did not draw")
     filters.set_defaults(func=cmd_filters)
 
     compose = verbs.add_parser("compose", help="join single-task checkpoints with one backbone "

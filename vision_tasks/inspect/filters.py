@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor, nn
 
 from vision_tasks.engine.checkpoint import model_from_checkpoint
@@ -150,17 +151,44 @@ def tile_grid(tiles: np.ndarray, factor: int = 1, gap: int = GAP, background: in
     return grid
 
 
+MARK = "vision-tasks filters"
+"""The PNG ``Software`` text of the files this verb writes: how it knows its own earlier files
+(replaced) from a user's of the same name (kept unless ``--overwrite``)."""
+
+
 def save_png(image: np.ndarray, path: Path) -> None:
-    """Write a uint8 ``[H, W, 3]`` image as PNG, atomically."""
+    """Write a uint8 ``[H, W, 3]`` image as PNG, atomically, marked as ours."""
+    info = PngInfo()
+    info.add_text("Software", MARK)
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
+
+
+def _ours(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and img.info.get("Software") == MARK
+    except (OSError, ValueError):
+        return False
+
+
+def check_outputs(files: list[Path], overwrite: bool) -> None:
+    """Refuse to replace a file of a name this verb writes unless it wrote it (or
+    ``overwrite``): one line naming the first such file."""
+    for path in files:
+        if path.is_dir() or (path.exists() and not overwrite and not _ours(path)):
+            what = "is a folder" if path.is_dir() else "exists and was not drawn by vision-tasks filters"
+            raise VisionTasksError(f"{path}: {what}; choose another --out"
+                                   + ("" if path.is_dir() else ", or pass --overwrite to replace it"))
 
 
 # ------------------------------------------------------------------ the verb
 
 
-def draw_first_layer(checkpoint: str | Path, image_path: str | Path, out_dir: str | Path) -> Drawing:
-    """Write ``filters.png``, ``activations.png`` and ``input.png`` into ``out_dir``.
+def draw_first_layer(checkpoint: str | Path, image_path: str | Path, out_dir: str | Path,
+                     overwrite: bool = False) -> Drawing:
+    """Write ``filters.png``, ``activations.png`` and ``input.png`` into ``out_dir`` (files of
+    those names that an earlier run did not draw are kept unless ``overwrite``).
 
     Raises ``CheckpointError``/``ImageError`` (one line, naming the file) for a missing or
     unreadable checkpoint or image, ``VisionTasksError`` when ``out_dir`` is a file.
@@ -168,6 +196,8 @@ def draw_first_layer(checkpoint: str | Path, image_path: str | Path, out_dir: st
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise VisionTasksError(f"--out {out}: is a file, not a folder; choose a folder")
+    files = {name: out / f"{name}.png" for name in ("filters", "activations", "input")}
+    check_outputs(list(files.values()), overwrite)
     original = load_image(image_path)  # ImageError naming the file when missing or corrupt
     model, cfg, _, _ = model_from_checkpoint(checkpoint)
     size = cfg.data.image_size
@@ -177,7 +207,6 @@ def draw_first_layer(checkpoint: str | Path, image_path: str | Path, out_dir: st
 
     n, c, kh, kw = layer.weight.shape
     k_filter = upscale_factor(max(kh, kw), FILTER_CELL)
-    files = {name: out / f"{name}.png" for name in ("filters", "activations", "input")}
     save_png(tile_grid(filters_to_tiles(layer.weight), k_filter), files["filters"])
     tiles, lo, hi = maps_to_tiles(layer.maps)
     m, mh, mw = layer.maps.shape
