@@ -30,7 +30,8 @@ import pytest
 from testkit import coco_split
 
 from vision_tasks import configs
-from vision_tasks.cli import RAY_EXTRA, TRAIN_EXTRA, main
+from vision_tasks.cli import main
+from vision_tasks.cli_errors import RAY_EXTRA, TRAIN_EXTRA
 from vision_tasks.errors import ConfigError
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),

@@ -9,25 +9,26 @@ them by name.
 This module imports without torch: the base install (``pip install vision-tasks``) is the
 torch-free runtime (``predict``, ``benchmark MODEL.onnx``). A verb that needs the ``train``
 extra (or ``predict --engine ray`` the ``ray`` extra), run without it, fails in ``main`` with
-one line naming the extra (``EXTRAS``).
+one line naming the extra (``vision_tasks.cli_errors.EXTRAS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from vision_tasks import __version__, plugins
+from vision_tasks.cli_errors import (
+    OneLineParser,
+    positive,
+    run_verb,
+)
 from vision_tasks.configs import resolve as resolve_config
 from vision_tasks.errors import VisionTasksError
-from vision_tasks.imaging import ImageError
 from vision_tasks.locks import OUT_LOCKED_ENV, hold_output
 from vision_tasks.output_checks import (
     check_compose_out,
@@ -36,22 +37,6 @@ from vision_tasks.output_checks import (
     check_synth_out,
 )
 from vision_tasks.warning_lines import one_line_warnings
-
-# Import name -> distribution of the ``train`` extra (pyproject.toml), and of the packages they
-# bring that our code imports directly: a ModuleNotFoundError for one of these means the extra
-# is not installed, not a bug.
-TRAIN_EXTRA = {
-    "torch": "torch", "torchvision": "torchvision", "yaml": "pyyaml",
-    "albumentations": "albumentations", "albucore": "albucore", "matplotlib": "matplotlib",
-    "tensorboard": "tensorboard", "onnx": "onnx", "onnxscript": "onnxscript",
-    "onnx_ir": "onnx-ir", "scipy": "scipy",
-}
-# The same for the ``ray`` extra (``predict --engine ray``): Ray and what Ray Data needs.
-RAY_EXTRA = {"ray": "ray", "pyarrow": "pyarrow", "pandas": "pandas"}
-# Each extra: how the message calls it, its modules, and the distribution whose absence means
-# that the extra is not installed at all.
-EXTRAS = {"train": ("the training extra", TRAIN_EXTRA, "torch"),
-          "ray": ("the ray extra", RAY_EXTRA, "ray")}
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -249,28 +234,12 @@ def _depth_arg(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected auto, all or a number >= 0, got {text!r}")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _evaluators() -> dict[str, object]:
     return plugins.plugins(plugins.EVALUATORS)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser whose refusals are one line, as every other error of the command line
-    (``error: <what>; <what to do>``, exit status 2), instead of the usage block; its
-    sub-parsers (every verb, plug-ins' too) are of this class."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vision-tasks", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="vision-tasks", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vision-tasks {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -316,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start again in an --out that holds a run (its weights and events "
                             "go) or files of the names train writes (replaced; others stay)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.add_argument("--nproc", type=_positive, default=1, metavar="N",
+    train.add_argument("--nproc", type=positive, default=1, metavar="N",
                        help="train on N processes of this machine (DDP, started with torchrun; "
                             "one per GPU, or CPU processes with gloo); for several machines "
                             "run torchrun yourself (README)")
@@ -326,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = verbs.add_parser("val", help="evaluate a checkpoint (or exported model) on data.val")
     val.add_argument("model", help="checkpoint .pt (or a model file of a registered format)")
     val.add_argument("--out", help="folder for metrics.json and plots (default: beside the model)")
-    val.add_argument("--batch-size", type=_positive, default=None)
+    val.add_argument("--batch-size", type=positive, default=None)
     val.add_argument("--device", default=None, help="auto | cpu | cuda")
     val.add_argument("--quiet", action="store_true")
     val.add_argument("--overwrite", action="store_true",
@@ -387,56 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        with one_line_warnings() if argv is None else contextlib.nullcontext():  # the real CLI
-            return int(args.func(args) or 0)
-    except (VisionTasksError, ImageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader of our output went away (`... | head -1`): not a fault
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 141
-    except OSError as err:  # a file the command cannot read or write (a full disk, ...)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}; check the path, its permissions and the "
-              "free disk space", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as err:
-        missing = _extra_missing(err)
-        if missing is None:
-            raise
-        extra, what, distribution = missing
-        engine = getattr(args, "engine", "local")
-        verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None),
-                                    None if engine == "local" else f"--engine {engine}") if v)
-        print(f"error: vision-tasks {verb} needs {what} ({distribution} is not installed): "
-              f"pip install 'vision-tasks[{extra}]'", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (MemoryError, RuntimeError) as err:  # RuntimeError: torch's allocators
-        if not isinstance(err, MemoryError) and "allocate" not in str(err) \
-                and "out of memory" not in str(err):
-            raise
-        asked = re.search(r"allocate (\d+) bytes", str(err))
-        size = f" ({int(asked[1]) / 2**30:.1f} GiB asked for)" if asked else ""
-        print(f"error: out of memory{size}; choose smaller sizes: model.backbone.width, "
-              "data.image_size, train.batch_size or --batch-size", file=sys.stderr)
-        return 2
-
-
-def _extra_missing(err: ModuleNotFoundError) -> tuple[str, str, str] | None:
-    """The extra ``err`` says is missing (its ``EXTRAS`` key and name) and the distribution
-    to name: the extra's main one when it is absent (the extra is not installed at all; torch
-    for ``train``), else the one whose module was not found; None when the missing module is
-    no extra's (a real fault: its traceback is shown)."""
-    top = (err.name or "").partition(".")[0]
-    for extra, (what, modules, main_distribution) in EXTRAS.items():
-        if top in modules:
-            absent = importlib.util.find_spec(main_distribution) is None
-            return extra, what, main_distribution if absent else modules[top]
-    return None
+    with one_line_warnings() if argv is None else contextlib.nullcontext():  # the real CLI
+        return run_verb(args)
 
 
 if __name__ == "__main__":
