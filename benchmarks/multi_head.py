@@ -46,6 +46,8 @@ from vision_tasks.models.model import build_vision_model
 from vision_tasks.task_api import get_task
 
 REPO = Path(__file__).resolve().parents[1]
+SETTINGS = ("size", "train", "val", "epochs", "style")
+"""The arguments that a run's results depend on: an --out holding runs of other settings is refused."""
 TASKS = ("classify", "localize", "detect", "segment")
 PRIMARY = {"classify": "top1", "localize": "corloc", "detect": "box_map", "segment": "mask_map"}
 
@@ -105,17 +107,28 @@ def model_only(predictors: list[Predictor], batches: list[np.ndarray], repeats: 
 
 
 def train_all(args: argparse.Namespace) -> dict:
-    """The four single-task runs and the joint variants; their metrics and costs."""
+    """The four single-task runs and the joint variants; their metrics and costs. Runs already
+    in ``OUT/results.json`` (an earlier, interrupted invocation) are not trained again: the
+    whole study takes hours, and can be done a few runs at a time."""
     out = args.out
+    path = out / "results.json"
+    results: dict = json.loads(path.read_text()) if path.is_file() else {}
+    settings = {k: str(v) for k, v in vars(args).items() if k in SETTINGS}
+    if results and results.get("settings") != settings:
+        raise SystemExit(f"{path} holds runs of other settings ({results.get('settings')}); "
+                         "pass another --out")
+    results = {"settings": settings, "single": {}, "joint": {}, **results}
     for i, task in enumerate(TASKS):
-        get_task(task).synthesize(out / "data" / task, args.train, args.val, args.size, seed=i,
-                                  style=args.style)
+        if not (out / "data" / task / "val").is_dir():
+            get_task(task).synthesize(out / "data" / task, args.train, args.val, args.size, seed=i,
+                                      style=args.style)
     base = [*data_overrides(out / "data"), f"data.image_size={args.size}",
             *([f"train.epochs={args.epochs}"] if args.epochs else [])]
-    results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "single": {}, "joint": {}}
 
     multi = load_config(REPO / "configs" / "multi.yaml", base)
     for task in TASKS:
+        if task in results["single"]:
+            continue  # done by an earlier invocation into this --out
         metrics, cost, _ = train(multi.head_configs()[task], out / f"single-{task}")
         results["single"][task] = {"metric": metrics[PRIMARY[task]], **cost}
         (out / "results.json").write_text(json.dumps(results, indent=2))  # kept as it goes
@@ -126,6 +139,8 @@ def train_all(args: argparse.Namespace) -> dict:
     if args.share_neck:
         variants["round_robin_shared_neck"] = ["train.head_sampling=round_robin", "model.share_neck=true"]
     for name, extra in variants.items():
+        if name in results["joint"]:
+            continue
         cfg = load_config(REPO / "configs" / "multi.yaml", [*base, *extra])
         metrics, cost, _ = train(cfg, out / f"joint-{name}")
         results["joint"][name] = {**cost, **{t: metrics[f"{t}.{PRIMARY[t]}"] for t in TASKS}}
