@@ -330,9 +330,9 @@ def _one_video(predictor: Predictor, video: str, out: Path, name: str, options: 
             line["source"] = json_text(video)
             for det, track_id in zip(line.get("detections") or [], ids or [], strict=False):
                 det["track_id"] = track_id
+            if mot is not None:  # before the frame's line: the line says the frame is done, and
+                mot.write(frame.index, line)  # --resume keeps the MOT rows of done frames only
             _write_line(writer, line)
-            if mot is not None:
-                mot.write(frame.index, line)
             if annotated is not None and outcome.original is not None:
                 annotated.add(outcome.original, prediction, ids)
             counts["predicted"] += 1
