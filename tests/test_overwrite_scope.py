@@ -102,6 +102,21 @@ def test_resume_deletes_nothing_and_keeps_both_runs_listed(model, tmp_path):
     assert _files(out / "images") == ["mine.txt"]
 
 
+def test_resume_draws_again_a_done_image_whose_drawing_is_missing(model, tmp_path):
+    """A run killed after an image's line but before its drawing: --resume --save-images
+    draws it (no second line), as it is found on disk."""
+    src = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        _image(src / name)
+    out = tmp_path / "out"
+    assert _predict(model, src, out, "--save-images") == 0
+    lines = (out / "predictions.jsonl").read_text()
+    (out / "images" / "b.png").unlink()
+    assert _predict(model, src, out, "--save-images", "--resume") == 0
+    assert _files(out / "images") == ["a.png", "b.png", "c.png"]
+    assert (out / "predictions.jsonl").read_text() == lines
+
+
 def test_video_overwrite_deletes_the_listed_videos_and_tracks_only(model, tmp_path, capsys):
     clip = write_video(tmp_path / "clip.avi", 3)
     out = tmp_path / "out"

@@ -35,7 +35,14 @@ from vision_tasks.results import Prediction, json_line
 
 from .coco import write_coco_results
 from .draw import save_drawing
-from .earlier_run import carry_lists, drawing_path, first_foreign_drawing, remove_earlier_outputs
+from .earlier_run import (
+    carry_lists,
+    drawing_path,
+    drawn_file,
+    first_foreign_drawing,
+    remove_earlier_outputs,
+    string_list,
+)
 from .pipeline import Outcome, predict_stream
 from .predictor import Predictor
 from .run_record import RUN_RECORD, check_resume, model_record, read_record, write_record
@@ -258,6 +265,7 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
     out = Path(out)
     root = _common_root(sources) if save_images else ""
     record = {**model_record(predictor), "drawing_roots": [root] if save_images else []}
+    earlier_roots = string_list(read_record(out), "drawing_roots") if resume else None
     done, failed = _check_out(out, resume, overwrite, record)
     names = {json_text(s) for s in sources}
     if retry_errors:
@@ -269,6 +277,12 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
         raise OutputExistsError(f"{foreign}: not a drawing of the run in {out}, and --resume "
                                 "replaces no other file; move it away, or pass --overwrite to "
                                 "start again")
+    # Drawings are made after their line is written: a run killed in between leaves a done
+    # image undrawn. --resume --save-images draws those again (same layout as before only).
+    redraw = ([s for s in sources if json_text(s) in done
+               and not drawn_file(drawing_path(out, s, root)).exists()]
+              if save_images and stream is None and earlier_roots and root in earlier_roots else [])
+    redrawn = set(redraw)
     counts = {"predicted": 0, "errors": 0}
     writer = _Writer(out)
     drawings: deque[Future[Path | None]] = deque()
@@ -278,8 +292,15 @@ def run_predict(predictor: Predictor, sources: list[str], out: str | os.PathLike
                 tqdm(total=len(todo), unit="img", desc="predict", disable=not progress,
                      dynamic_ncols=True) as bar:
             outcomes: Iterator[Outcome] = (stream(todo) if stream is not None else
-                                           predict_stream(predictor, todo, workers=workers))
+                                           predict_stream(predictor, [*todo, *redraw],
+                                                          workers=workers))
             for outcome in outcomes:
+                if outcome.source in redrawn:  # done before: its drawing only, no second line
+                    redrawn.discard(outcome.source)
+                    if outcome.prediction is not None:
+                        draw_pool.submit(_draw, outcome.source, outcome.prediction,
+                                         drawing_path(out, outcome.source, root)).result()
+                    continue
                 writer.write(outcome)
                 counts["predicted" if outcome.prediction is not None else "errors"] += 1
                 if save_images and outcome.prediction is not None:
