@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision_tasks import fast_decode, icc
+from vision_tasks.image_arrays import ArrayError, array_to_rgb
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_FILE_BYTES", "PAD_VALUE", "REDUCE_MARGIN", "ImageError",
            "ImageSource", "LargeImageWarning", "Letterbox", "letterbox", "load_image",
@@ -40,9 +41,6 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 MAX_FILE_BYTES = 1 << 30
 """The most bytes read from one image file (1 GiB): a larger file, or a "file" that never
 ends (a link to /dev/zero), is an :class:`ImageError`, not a read that fills the memory."""
-
-FLOAT_SLACK = 1e-3
-"""How far beyond ``[0, 1]`` a float image may stray by rounding before it is refused."""
 
 # What load_image accepts: a path, encoded bytes, a PIL image or a pixel array.
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -110,7 +108,7 @@ def load_image(source: ImageSource) -> np.ndarray:
     ``[H, W, 4]`` (RGBA, alpha dropped), with dtype ``uint8``, ``uint16`` (``/ 257``, rounded),
     ``bool`` (``* 255``), float in ``[0, 1]`` (``* 255``, rounded) or any other integer type
     holding levels 0..255. Anything else is refused, never clipped into another picture: a
-    float array beyond ``[0, 1]`` (e.g. 0..255 floats; :data:`FLOAT_SLACK` of rounding is
+    float array beyond ``[0, 1]`` (e.g. 0..255 floats; :data:`~vision_tasks.image_arrays.FLOAT_SLACK` of rounding is
     allowed), NaN or infinity, integers outside 0..255, a channels-first ``[C, H, W]`` or a
     batched ``[N, H, W, C]`` array (each with the fix in its message).
 
@@ -218,7 +216,7 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
             img.load()
         img = ImageOps.exif_transpose(img)  # a transposed copy; the caller's image is untouched
         profile = img.info.get("icc_profile")
-        if img.mode.startswith("I"):  # 16-bit gray: keep full depth, scaled in _to_uint8
+        if img.mode.startswith("I"):  # 16-bit gray: keep full depth, scaled by array_to_rgb
             arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
         elif img.mode == "RGB":
             arr = np.asarray(img)
@@ -232,60 +230,10 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
 
 
 def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.size == 0 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
-        raise ImageError(f"{name}: {_shape_problem(arr.shape)}")
-    out = _to_uint8(arr, name)
-    if out.ndim == 2:
-        out = out[:, :, None]
-    if out.shape[2] == 1:
-        out = np.repeat(out, 3, axis=2)
-    return np.array(out[:, :, :3], dtype=np.uint8, order="C")  # always a fresh, writable copy
-
-
-def _shape_problem(shape: tuple[int, ...]) -> str:
-    """What is wrong with an image array of ``shape``, and the fix."""
-    dims = "x".join(map(str, shape)) or "()"
-    if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4 and shape[1] > 0:
-        return (f"array of shape {dims} looks channels-first [C, H, W]; pass [H, W, C]: "
-                "array.transpose(1, 2, 0)")
-    if len(shape) == 4 and min(shape) > 0:
-        return (f"array of shape {dims} is a batch; pass one image [H, W, C] here, or the "
-                "batch to Predictor.predict (each [N, H, W, C] row is one image)")
-    return (f"unsupported array shape {dims}; pass a non-empty [H, W], [H, W, 1], [H, W, 3] "
-            "(RGB) or [H, W, 4] (RGBA) array")
-
-
-def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
-    """An image array's values as uint8 levels, by the documented rule of its dtype; values
-    the rule does not cover are refused (a float image of 0..255, negative levels, NaN) rather
-    than clipped into a different picture."""
-    kind, itemsize = arr.dtype.kind, arr.dtype.itemsize
-    if kind == "u" and itemsize == 1:
-        return arr
-    if kind == "b":
-        return arr.astype(np.uint8) * np.uint8(255)
-    if kind == "u" and itemsize == 2:  # round(v / 257) in exact integer arithmetic
-        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if kind == "f":
-        x = arr.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise ImageError(f"{name}: float array holds NaN or infinity; pass finite values "
-                             "in [0, 1] (or a uint8 image)")
-        low, high = float(x.min()), float(x.max())
-        if low < -FLOAT_SLACK or high > 1.0 + FLOAT_SLACK:
-            hint = (" (they look like 0..255 levels: divide by 255, or pass uint8)"
-                    if high <= 255.0 + FLOAT_SLACK and low >= -FLOAT_SLACK else "")
-            raise ImageError(f"{name}: float array values span {low:g}..{high:g}; float images "
-                             f"must be in [0, 1]{hint}")
-        return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if kind in "iu":
-        low, high = int(arr.min()), int(arr.max())
-        if low < 0 or high > 255:
-            raise ImageError(f"{name}: {arr.dtype} array values span {low}..{high}; integer "
-                             "images must be levels 0..255 (or uint16 0..65535)")
-        return arr.astype(np.uint8)
-    raise ImageError(f"{name}: unsupported array dtype {arr.dtype}; pass uint8, uint16, bool, "
-                     "integers in 0..255 or floats in [0, 1]")
+    try:
+        return array_to_rgb(arr)
+    except ArrayError as err:
+        raise ImageError(f"{name}: {err}") from None
 
 
 @dataclass(frozen=True)
