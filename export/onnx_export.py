@@ -48,7 +48,7 @@ from vision_tasks.contract import (
     MULTI_TASK,
     ModelMetadata,
 )
-from vision_tasks.engine.checkpoint import HeadInfo, load_model
+from vision_tasks.engine.checkpoint import HeadInfo, load_checkpoint, load_model
 from vision_tasks.errors import VisionTasksError
 from vision_tasks.fileio import atomic_path
 from vision_tasks.models.model import VisionModel
@@ -289,11 +289,12 @@ def _load_at_size(checkpoint: Path, image_size: int | None) -> Any:
         return load_model(checkpoint)
     if image_size < 16:
         raise ExportError(f"--image-size {image_size} is too small; pass a side of at least 16 px")
-    own = load_model(checkpoint)  # the checkpoint's own errors first, as they are
+    state = load_checkpoint(checkpoint)  # read once, built twice at most
+    own = load_model(checkpoint, state=state)  # the checkpoint's own errors first, as they are
     if own.cfg.data.image_size == image_size:
         return own
     try:
-        return load_model(checkpoint, [f"data.image_size={image_size}"])
+        return load_model(checkpoint, [f"data.image_size={image_size}"], state=state)
     except VisionTasksError as err:
         size = own.cfg.data.image_size
         why = ("a layer's weights are bound to its training size" if "of another shape" in str(err)
